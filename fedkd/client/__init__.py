@@ -1,0 +1,1 @@
+"""ClientApp side: local training, distillation and knowledge on the public set."""

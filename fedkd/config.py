@@ -1,0 +1,165 @@
+"""The one typed, validated run configuration.
+
+Flower run-config keys are kebab-case scalars (``public-size``); the fields here
+are their snake_case twins. ``pyproject.toml``'s ``[tool.flwr.app.config]`` holds
+the same defaults (a test keeps the two equal), and every flag of
+``simulations/run.py`` maps onto exactly one key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """An invalid run-config value: names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"invalid {key}={value!r}: {allowed}")
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; the server forwards the client-side part in messages."""
+
+    clients: int = _opt(100, "number of clients (= data partitions)")
+    rounds: int = _opt(10, "communication rounds after the local-only round 0")
+    strategy: str = _opt("fedmd", "server strategy")
+    dataset: str = _opt("mnist1d", "data set name")
+    partition: str = _opt("dirichlet", "private-pool partitioner")
+    alpha: float = _opt(0.5, "Dirichlet concentration (partition=dirichlet)")
+    classes_per_client: int = _opt(2, "classes per client (partition=pathological)")
+    public_size: int = _opt(4000, "size of the public proxy set")
+    public_subset: int = _opt(1000, "public samples drawn afresh each round")
+    models: str = _opt("cnn-s,mlp-s", "student architectures, round-robin")
+    temperature: float = _opt(2.0, "distillation temperature T")
+    kd_weight: float = _opt(0.5, "weight of the soft loss against the hard loss")
+    fraction: float = _opt(1.0, "fraction of clients sampled each round")
+    init_epochs: int = _opt(10, "private epochs in round 0 (local-only)")
+    distill_epochs: int = _opt(1, "epochs over the teacher signal per round")
+    local_epochs: int = _opt(0, "private epochs per round")
+    batch_size: int = _opt(64, "mini-batch size")
+    lr: float = _opt(3e-3, "Adam learning rate")
+    seed: int = _opt(0, "one seed for data, partitions, sampling and init")
+    out: str = _opt("results", "folder that receives results/<run-id>/")
+
+    # ----------------------------------------------------------------- keys
+    @staticmethod
+    def key_of(name: str) -> str:
+        return name.replace("_", "-")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [cls.key_of(f.name) for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def help_of(cls, key: str) -> str:
+        by_key = {cls.key_of(f.name): f for f in dataclasses.fields(cls)}
+        return by_key[key].metadata["help"]
+
+    def to_run_config(self) -> dict[str, Any]:
+        """Kebab-case scalars, as Flower's run config and ConfigRecord carry them."""
+        return {self.key_of(k): v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> "RunConfig":
+        """Build and validate from kebab-case keys; unknown keys are an error."""
+        known = {cls.key_of(f.name): f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in run_config.items():
+            if key not in known:
+                raise ConfigError(key, value, f"unknown key; known keys: {', '.join(known)}")
+            f = known[key]
+            kwargs[f.name] = _coerce(key, value, type(f.default))
+        config = cls(**kwargs)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.models.split(",") if m.strip()]
+
+    def model_for(self, partition_id: int) -> str:
+        """Round-robin assignment of architectures to partition ids."""
+        names = self.model_names
+        return names[partition_id % len(names)]
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every value that can be checked without loading data."""
+        # Imported here: the registries import this module's ConfigError.
+        from fedkd.datasets import DATASETS
+        from fedkd.models import MODELS
+        from fedkd.partition import PARTITIONERS
+        from fedkd.strategies import STRATEGIES
+
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("partition", self.partition, PARTITIONERS)
+        if not self.model_names:
+            raise ConfigError("models", self.models, f"a comma-separated list of: {', '.join(MODELS)}")
+        for name in self.model_names:
+            if name not in MODELS:
+                raise ConfigError("models", self.models, f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
+        _at_least("clients", self.clients, 1)
+        _at_least("rounds", self.rounds, 1)
+        if not self.alpha > 0:
+            raise ConfigError("alpha", self.alpha, "must be > 0")
+        _at_least("classes-per-client", self.classes_per_client, 1)
+        _at_least("public-size", self.public_size, 1)
+        _at_least("public-subset", self.public_subset, 1)
+        if self.public_subset > self.public_size:
+            raise ConfigError("public-subset", self.public_subset,
+                              f"must be <= public-size ({self.public_size})")
+        if not self.temperature > 0:
+            raise ConfigError("temperature", self.temperature, "must be > 0")
+        if not 0 <= self.kd_weight <= 1:
+            raise ConfigError("kd-weight", self.kd_weight, "must be in [0, 1]")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError("fraction", self.fraction, "must be in (0, 1]")
+        _at_least("init-epochs", self.init_epochs, 0)
+        _at_least("distill-epochs", self.distill_epochs, 0)
+        _at_least("local-epochs", self.local_epochs, 0)
+        _at_least("batch-size", self.batch_size, 1)
+        if not self.lr > 0:
+            raise ConfigError("lr", self.lr, "must be > 0")
+        _at_least("seed", self.seed, 0)
+        if not self.out:
+            raise ConfigError("out", self.out, "a folder path")
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is bool or isinstance(value, bool):
+        raise ConfigError(key, value, f"expected {kind.__name__}")
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, f"expected {kind.__name__}") from None
+
+
+def _choice(key: str, value: str, allowed: Mapping[str, Any]) -> None:
+    if value not in allowed:
+        raise ConfigError(key, value, f"allowed: {', '.join(allowed)}")
+
+
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(key, value, f"must be >= {low}")

@@ -1,0 +1,32 @@
+"""Distillation losses. The T² factor lives here.
+
+Hinton et al. (2015): soft targets at temperature T give gradients that shrink as
+1/T², so the soft loss is multiplied by T² to keep its weight against the hard loss
+independent of T.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch."""
+    t = temperature
+    log_p_student = F.log_softmax(student_logits / t, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / t, dim=1)
+    kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    return kl * (t * t)
+
+
+def hard_soft_loss(
+    soft: torch.Tensor | None, hard: torch.Tensor | None, kd_weight: float
+) -> torch.Tensor:
+    """``kd_weight`` · soft + (1 − ``kd_weight``) · hard; a missing term counts as zero."""
+    total = torch.zeros(())
+    if soft is not None and kd_weight > 0:
+        total = total + kd_weight * soft
+    if hard is not None and kd_weight < 1:
+        total = total + (1 - kd_weight) * hard
+    return total

@@ -1,0 +1,89 @@
+"""Student architectures by name, from a few thousand to a few hundred thousand parameters.
+
+Every student is ``head(body(x))``: ``body`` maps an input to a feature vector (what
+feature-based knowledge would share), ``head`` maps features to class logits.
+Convolutions are 1-D for inputs shaped (channels, length) and 2-D for
+(channels, height, width), so the same names serve every data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # "mlp" or "cnn"
+    widths: tuple[int, ...]  # hidden widths (mlp) or conv channels (cnn)
+    hidden: int  # width of the fully connected layer before the head (cnn); 0: none
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp-s": ModelSpec("mlp", (64,), 0, "MLP, one hidden layer of 64"),
+    "mlp-m": ModelSpec("mlp", (256, 256), 0, "MLP, two hidden layers of 256"),
+    "cnn-s": ModelSpec("cnn", (16, 32), 0, "CNN, 2 convs (16, 32 channels), global max pool"),
+    "cnn-m": ModelSpec("cnn", (32, 64, 64), 128, "CNN, 3 convs (32, 64, 64), global max pool, FC 128"),
+    "cnn-l": ModelSpec("cnn", (64, 128, 128), 256, "CNN, 3 convs (64, 128, 128), global max pool, FC 256"),
+}
+
+
+class Student(nn.Module):
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(feature_dim, num_classes)
+        self.feature_dim = feature_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _mlp_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 1
+    for d in input_shape:
+        width *= d
+    for w in spec.widths:
+        layers += [nn.Linear(width, w), nn.ReLU()]
+        width = w
+    return nn.Sequential(*layers), width
+
+
+def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    conv = {2: nn.Conv1d, 3: nn.Conv2d}.get(len(input_shape))
+    if conv is None:
+        raise ValueError(f"cnn models take (C, L) or (C, H, W) inputs, got shape {input_shape}")
+    pool = {2: nn.AdaptiveMaxPool1d, 3: nn.AdaptiveMaxPool2d}[len(input_shape)]
+    layers: list[nn.Module] = []
+    channels = input_shape[0]
+    for i, out in enumerate(spec.widths):
+        layers += [conv(channels, out, 5, stride=1 if i == 0 else 2, padding=2), nn.ReLU()]
+        channels = out
+    # Global max pooling: the patterns sit anywhere in the signal (MNIST-1D shifts
+    # them), and a shift-invariant student generalises from a few hundred samples.
+    layers += [pool(1), nn.Flatten()]
+    width = channels
+    if spec.hidden:
+        layers += [nn.Linear(width, spec.hidden), nn.ReLU()]
+        width = spec.hidden
+    return nn.Sequential(*layers), width
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Student:
+    """A freshly initialised student; the same seed gives the same weights."""
+    spec = MODELS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body, width = (_mlp_body if spec.kind == "mlp" else _cnn_body)(spec, input_shape)
+        return Student(body, width, num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""ServerApp side: the round loop, evaluation and results."""

@@ -1,0 +1,99 @@
+"""The fedkd ServerApp: runs a strategy for the configured rounds and writes the results.
+
+``app`` reads Flower's run config (``flwr run``, deployment); ``make_server_app``
+closes over a config for ``run_simulation``, which hands the ServerApp an empty one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedkd.config import RunConfig
+from fedkd.datasets import DATASETS, load_splits
+from fedkd.models import build_model, count_parameters
+from fedkd.plots import plot_accuracy
+from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
+from fedkd.server.loop import run_rounds
+from fedkd.server.progress import RoundPrinter
+from fedkd.strategies import STRATEGIES
+
+RoundCallback = Callable[[int, dict[str, float]], None]
+
+
+def model_parameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> dict[str, int]:
+    return {name: count_parameters(build_model(name, input_shape, num_classes, 0))
+            for name in config.model_names}
+
+
+def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
+              params: dict[str, int]) -> dict[str, Any]:
+    server = table.server()
+    rounds = server.index[server.index > 0]
+    final = server.loc[server.index.max()]
+    return {
+        "strategy": config.strategy, "dataset": config.dataset, "clients": config.clients,
+        "rounds": config.rounds, "seed": config.seed, "model_parameters": params,
+        "acc_mean_round0": float(server.loc[0, "acc_mean"]),
+        "acc_mean_final": float(final["acc_mean"]),
+        "acc_p10_final": float(final["acc_p10"]),
+        "acc_mean_last3": float(server.loc[rounds[-3:], "acc_mean"].mean()),
+        "teacher_acc_final": float(final.get("teacher_acc", np.nan)),
+        "bytes_up_total": int(server["bytes_up"].sum()),
+        "bytes_down_total": int(server["bytes_down"].sum()),
+        "round0_time_s": float(server.loc[0, "wall_time_s"]),
+        "round_time_s_median": float(server.loc[rounds, "wall_time_s"].median()),
+        "round_time_s": [float(v) for v in server["wall_time_s"]],
+        "server_wall_time_s": wall_time_s,
+    }
+
+
+def run_server(grid: Grid, config: RunConfig, run_dir: Path,
+               on_round: RoundCallback | None = None) -> dict[str, Any]:
+    """Run every round, write config.json, metrics, summary.json and accuracy.png."""
+    spec = DATASETS[config.dataset]
+    splits = load_splits(config.dataset, config.seed, config.public_size)
+    params = model_parameters(config, splits.input_shape, spec.num_classes)
+    write_json(run_dir / "config.json", {
+        "run_config": config.to_run_config(), "run_dir": str(run_dir),
+        "input_shape": list(splits.input_shape), "num_classes": spec.num_classes,
+        "model_parameters": params, "private_pool": len(splits.private_y),
+        "public_size": len(splits.public_y), "test_size": len(splits.test_y),
+    })
+    strategy = STRATEGIES[config.strategy](config, spec.num_classes)
+    table = MetricsTable(run_dir)
+    start = time.perf_counter()
+    run_rounds(grid, config, strategy, table, on_round or RoundPrinter(config.rounds))
+    summary = summarize(table, config, time.perf_counter() - start, params)
+    write_json(run_dir / "summary.json", summary)
+    write_parquet(run_dir, table.frame())
+    plot_accuracy(table.server(), run_dir / "accuracy.png",
+                  f"{config.strategy} on {config.dataset}: {config.clients} clients, "
+                  f"{config.partition} partition, models {config.models}")
+    return summary
+
+
+def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None) -> ServerApp:
+    server_app = ServerApp()
+
+    @server_app.main()
+    def _main(grid: Grid, context: Context) -> None:
+        run_server(grid, config, run_dir, on_round)
+
+    return server_app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry point for ``flwr run``: the run config comes from pyproject.toml and the CLI."""
+    config = RunConfig.from_run_config(context.run_config)
+    run_server(grid, config, new_run_dir(config))

@@ -1,0 +1,36 @@
+"""Running a configured federation on Flower's simulation engine (Ray backend)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fedkd.config import RunConfig
+from fedkd.server.app import RoundCallback, make_server_app
+
+
+def backend_config(cpus_per_client: float = 1.0) -> dict:
+    """Ray resources: one actor per ``cpus_per_client`` CPUs of this machine."""
+    return {
+        "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
+        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False,
+                      "logging_level": logging.ERROR, "log_to_driver": True},
+    }
+
+
+def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None) -> None:
+    """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``."""
+    from flwr.simulation import run_simulation
+
+    from fedkd import flower_patches
+    from fedkd.client.app import app as client_app
+
+    flower_patches.apply()
+
+    run_simulation(
+        server_app=make_server_app(config, run_dir, on_round),
+        client_app=client_app,
+        num_supernodes=config.clients,
+        backend_config=backend_config(),
+    )

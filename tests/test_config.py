@@ -1,0 +1,57 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fedkd.config import ConfigError, RunConfig
+from fedkd.datasets import check_sizes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_defaults_equal_code_defaults():
+    app_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert app_config == RunConfig().to_run_config()
+
+
+def test_round_trip_through_run_config():
+    config = RunConfig().replace(clients=7, alpha=0.1, models="cnn-s")
+    assert RunConfig.from_run_config(config.to_run_config()) == config
+
+
+def test_strings_from_the_command_line_are_coerced():
+    config = RunConfig.from_run_config({"clients": "12", "alpha": "0.3"})
+    assert config.clients == 12 and config.alpha == 0.3
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("strategy", "fedxyz", "allowed: fedmd"),
+    ("dataset", "cifar", "allowed: mnist1d, digits"),
+    ("partition", "random", "allowed: iid, dirichlet, pathological"),
+    ("models", "cnn-s,resnet", "unknown model 'resnet'"),
+    ("alpha", 0, "must be > 0"),
+    ("alpha", -1.5, "must be > 0"),
+    ("rounds", 0, "must be >= 1"),
+    ("fraction", 0, "(0, 1]"),
+    ("fraction", 1.5, "(0, 1]"),
+    ("clients", "ten", "expected int"),
+    ("no-such-key", 1, "unknown key"),
+])
+def test_bad_values_name_key_value_and_what_is_allowed(key, value, words):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_run_config({key: value})
+    assert err.value.key == key
+    assert words in str(err.value) and repr(value) in str(err.value)
+
+
+def test_data_dependent_limits():
+    with pytest.raises(ConfigError, match="public-size"):
+        check_sizes(RunConfig(dataset="digits", public_size=361))
+    with pytest.raises(ConfigError, match="at most 107 clients"):
+        check_sizes(RunConfig(dataset="digits", clients=108, public_size=300))
+    check_sizes(RunConfig(dataset="digits", clients=107, public_size=300))
+
+
+def test_models_are_assigned_round_robin():
+    config = RunConfig(models="mlp-s,cnn-s,cnn-m")
+    assert [config.model_for(p) for p in range(5)] == ["mlp-s", "cnn-s", "cnn-m", "mlp-s", "cnn-s"]

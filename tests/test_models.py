@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from fedkd.models import MODELS, build_model, count_parameters
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8)])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_maps_inputs_to_class_logits(name, shape):
+    model = build_model(name, shape, 10, seed=0)
+    assert model(torch.zeros(5, *shape)).shape == (5, 10)
+    assert model.features(torch.zeros(5, *shape)).shape == (5, model.feature_dim)
+
+
+def test_sizes_differ_clearly():
+    n = {name: count_parameters(build_model(name, (1, 40), 10, 0)) for name in MODELS}
+    assert n["cnn-s"] < 5_000 and n["mlp-s"] < 5_000
+    assert n["cnn-m"] > 8 * n["cnn-s"]
+    assert n["cnn-l"] > 100_000 and n["cnn-l"] > 3 * n["cnn-m"]
+
+
+def test_same_seed_same_weights_and_global_rng_untouched():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_model("cnn-m", (1, 40), 10, seed=7)
+    after = torch.rand(1)
+    b = build_model("cnn-m", (1, 40), 10, seed=7)
+    c = build_model("cnn-m", (1, 40), 10, seed=8)
+    assert torch.equal(before, after)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)

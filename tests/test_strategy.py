@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from fedkd import knowledge
+from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, TEACHER
+from fedkd.strategies import FedMD
+
+
+class FakeGrid:
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+
+def _reply(instruction: Message, pid: int, logits: np.ndarray | None, ids=None) -> Message:
+    content = RecordDict({METRICS: MetricRecord({"partition-id": pid, "num-examples": 10})})
+    if logits is not None:
+        query = knowledge.unpack_ids(instruction.content[QUERY])
+        content[KNOWLEDGE] = knowledge.pack(query if ids is None else ids, logits)
+    return Message(content=content, reply_to=instruction)
+
+
+@pytest.fixture
+def strategy(tiny, monkeypatch):
+    """A FedMD strategy outside a running app: give messages a run identity."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, attr, value)
+    return FedMD(tiny, num_classes=10)
+
+
+def _round0(strategy, grid):
+    msgs = list(strategy.configure_train(0, ArrayRecord(), ConfigRecord(), grid))
+    n = len(strategy._query_ids)
+    return msgs, n
+
+
+def test_round0_reaches_every_node_and_learns_partition_map(strategy):
+    grid = FakeGrid([501, 502, 503, 504, 505])
+    msgs, n = _round0(strategy, grid)
+    assert sorted(m.metadata.dst_node_id for m in msgs) == [501, 502, 503, 504, 505]
+    assert all(TEACHER not in m.content for m in msgs)
+    replies = [_reply(m, pid, np.full((n, 10), pid, np.float32)) for pid, m in zip([4, 3, 2, 1, 0], msgs)]
+    teacher, _ = strategy.aggregate_train(0, replies)
+    assert strategy.nodes == {4: 501, 3: 502, 2: 503, 1: 504, 0: 505}
+    ids, logits = knowledge.unpack(teacher)
+    assert np.array_equal(ids, strategy._query_ids)
+    np.testing.assert_allclose(logits, 2.0)  # FedMD consensus: the mean of 0..4
+
+
+def test_later_rounds_sample_by_partition_id_with_the_seed(strategy, tiny):
+    grid = FakeGrid([501, 502, 503, 504, 505])
+    msgs, n = _round0(strategy, grid)
+    strategy.aggregate_train(0, [_reply(m, i, np.zeros((n, 10), np.float32)) for i, m in enumerate(msgs)])
+    sampled = strategy.sample(1)
+    assert len(sampled) == round(tiny.fraction * tiny.clients) == 3
+    assert sampled == FedMD(tiny, 10).sample(1)  # same seed, same sample
+    teacher = knowledge.pack(np.arange(4), np.zeros((4, 10)))
+    msgs1 = list(strategy.configure_train(1, teacher, ConfigRecord(), grid))
+    assert [m.metadata.dst_node_id for m in msgs1] == [501 + p for p in sampled]
+    assert all(TEACHER in m.content for m in msgs1)
+    other = FedMD(tiny.replace(seed=5), 10)
+    assert any(other.sample(r) != strategy.sample(r) for r in range(1, 6))
+
+
+def test_query_ids_are_fresh_sorted_and_inside_the_public_set(strategy, tiny):
+    a, b = strategy.query_ids(1), strategy.query_ids(2)
+    assert len(a) == tiny.public_subset and np.all(np.diff(a) > 0)
+    assert a.max() < tiny.public_size and not np.array_equal(a, b)
+    assert np.array_equal(a, FedMD(tiny, 10).query_ids(1))
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (lambda n: np.full((n, 10), np.nan, np.float32), "NaN"),
+    (lambda n: np.zeros((n, 9), np.float32), "shape"),
+    (lambda n: np.zeros((n - 1, 10), np.float32), "ids differ"),
+])
+def test_invalid_replies_are_rejected_with_reason_and_not_aggregated(strategy, bad, reason):
+    grid = FakeGrid([1, 2, 3, 4, 5])
+    msgs, n = _round0(strategy, grid)
+    replies = [_reply(m, i, np.ones((n, 10), np.float32)) for i, m in enumerate(msgs[:4])]
+    logits = bad(n)
+    ids = strategy._query_ids[: len(logits)]
+    replies.append(_reply(msgs[4], 4, logits, ids=ids))
+    teacher, _ = strategy.aggregate_train(0, replies)
+    assert list(strategy.report.rejected) == [4] and reason in strategy.report.rejected[4]
+    np.testing.assert_allclose(knowledge.unpack(teacher)[1], 1.0)
+
+
+def test_reply_without_knowledge_is_rejected(strategy):
+    msgs, n = _round0(strategy, FakeGrid([1, 2, 3, 4, 5]))
+    teacher, _ = strategy.aggregate_train(0, [_reply(msgs[0], 0, None)])
+    assert teacher is None and 0 in strategy.report.rejected
+
+
+def test_fedmd_consensus_is_unweighted_mean(strategy):
+    a = np.array([[1.0, 3.0]], np.float32)
+    b = np.array([[3.0, -1.0]], np.float32)
+    np.testing.assert_allclose(strategy.aggregate([a, b], [1, 100]), [[2.0, 1.0]])
