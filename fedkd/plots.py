@@ -29,7 +29,7 @@ def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_xticks(list(rounds))
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

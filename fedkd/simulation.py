@@ -19,6 +19,13 @@ def backend_config(cpus_per_client: float = 1.0) -> dict:
     }
 
 
+class _KnownDeprecation(logging.Filter):
+    """Hide Flower's notice that run_simulation is deprecated: fedkd uses it on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`run_simulation` function is deprecated" not in record.getMessage()
+
+
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None) -> None:
     """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``."""
     from flwr.simulation import run_simulation
@@ -27,6 +34,9 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     from fedkd.client.app import app as client_app
 
     flower_patches.apply()
+    # Ray's future default: no rewrite of accelerator variables for CPU-only actors.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    logging.getLogger("flwr").addFilter(_KnownDeprecation())
 
     run_simulation(
         server_app=make_server_app(config, run_dir, on_round),

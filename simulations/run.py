@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     s = json.loads((run_dir / "summary.json").read_text())
     print(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
           f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}); teacher {s['teacher_acc_final']:.3f}")
+    print("final accuracy by model: " + ", ".join(
+        f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
     print(f"wall time {total:.1f} s (median round {s['round_time_s_median']:.2f} s)")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0

@@ -37,7 +37,11 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
     server = table.server()
     rounds = server.index[server.index > 0]
     final = server.loc[server.index.max()]
+    df = table.frame()
+    acc = df[df.metric == "test_acc"].groupby("client")["value"].last()  # each client's latest
+    by_model = acc.groupby([config.model_for(int(p)) for p in acc.index]).mean()
     return {
+        "acc_mean_final_by_model": {m: float(v) for m, v in by_model.items()},
         "strategy": config.strategy, "dataset": config.dataset, "clients": config.clients,
         "rounds": config.rounds, "seed": config.seed, "model_parameters": params,
         "acc_mean_round0": float(server.loc[0, "acc_mean"]),
