@@ -7,6 +7,7 @@ their seeds) decide who holds what.
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -62,7 +63,9 @@ def _partition_indices(dataset, seed, public_size, partition, clients, alpha, cl
         labels = load_splits(dataset, seed, public_size).private_y
         partitioner = PARTITIONERS[partition](clients, alpha, classes_per_client, seed)
         partitioner.dataset = datasets.Dataset.from_dict({"label": labels, "row": np.arange(len(labels))})
-        parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(clients)]
+        with warnings.catch_warnings():  # retries are reported once, by the caller, if they fail
+            warnings.simplefilter("ignore", UserWarning)
+            parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(clients)]
         return {"rows": np.concatenate(parts), "sizes": np.array([len(p) for p in parts])}
 
     pool = DATASETS[dataset].private

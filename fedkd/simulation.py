@@ -10,12 +10,16 @@ from fedkd.config import RunConfig
 from fedkd.server.app import RoundCallback, make_server_app
 
 
-def backend_config(cpus_per_client: float = 1.0) -> dict:
-    """Ray resources: one actor per ``cpus_per_client`` CPUs of this machine."""
+def backend_config(cpus_per_client: float = 1.0, verbose: bool = False) -> dict:
+    """Ray resources: one actor per ``cpus_per_client`` CPUs of this machine.
+
+    Actors' own logs reach the terminal only when ``verbose``: a client's failure
+    comes back to the server as an error reply either way, and is logged there.
+    """
     return {
         "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
         "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False,
-                      "logging_level": logging.ERROR, "log_to_driver": True},
+                      "logging_level": logging.ERROR, "log_to_driver": verbose},
     }
 
 
@@ -26,7 +30,8 @@ class _KnownDeprecation(logging.Filter):
         return "`run_simulation` function is deprecated" not in record.getMessage()
 
 
-def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None) -> None:
+def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
+             verbose: bool = False) -> None:
     """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``."""
     from flwr.simulation import run_simulation
 
@@ -36,11 +41,12 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     flower_patches.apply()
     # Ray's future default: no rewrite of accelerator variables for CPU-only actors.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    logging.getLogger("flwr").addFilter(_KnownDeprecation())
+    if not verbose:
+        logging.getLogger("flwr").addFilter(_KnownDeprecation())
 
     run_simulation(
         server_app=make_server_app(config, run_dir, on_round),
         client_app=client_app,
         num_supernodes=config.clients,
-        backend_config=backend_config(),
+        backend_config=backend_config(verbose=verbose),
     )

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = [len(idx) for idx in partition_indices(config)]
     except ValueError as err:  # a partitioner that cannot satisfy the request
-        parser.error(f"--partition={config.partition}: {err}")
+        flag = {"dirichlet": f"alpha={config.alpha}",
+                "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
+        parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
+                     f"cannot be split so ({err}); try fewer clients or a milder skew")
     print(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedkd.simulation import simulate
 
-    simulate(config, run_dir)
+    simulate(config, run_dir, verbose=args.verbose)
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
     print(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
