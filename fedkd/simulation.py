@@ -10,17 +10,22 @@ from fedkd.config import RunConfig
 from fedkd.server.app import RoundCallback, make_server_app
 
 
-def backend_config(cpus_per_client: float = 1.0, verbose: bool = False) -> dict:
-    """Ray resources: one actor per ``cpus_per_client`` CPUs of this machine.
+def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
+                   ray_address: str | None = None) -> dict:
+    """Ray resources: one actor per ``cpus_per_client`` CPUs.
 
-    Actors' own logs reach the terminal only when ``verbose``: a client's failure
-    comes back to the server as an error reply either way, and is logged there.
+    Without ``ray_address`` Ray starts on this machine with all its cores; with it,
+    the run joins that cluster and uses the CPUs its nodes declared. Actors' own logs
+    reach the terminal only when ``verbose``: a client's failure comes back to the
+    server as an error reply either way, and is logged there.
     """
-    return {
-        "client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False,
-                      "logging_level": logging.ERROR, "log_to_driver": verbose},
-    }
+    init_args = {"logging_level": logging.ERROR, "log_to_driver": verbose}
+    if ray_address:
+        init_args["address"] = ray_address
+    else:
+        init_args.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+    return {"client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
+            "init_args": init_args}
 
 
 class _KnownDeprecation(logging.Filter):
@@ -31,8 +36,12 @@ class _KnownDeprecation(logging.Filter):
 
 
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-             verbose: bool = False) -> None:
-    """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``."""
+             verbose: bool = False, ray_address: str | None = None) -> None:
+    """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``.
+
+    The ServerApp runs in this process, so results are written here also when the
+    clients run on a Ray cluster (``ray_address``, e.g. ``"10.0.0.5:6379"``).
+    """
     from flwr.simulation import run_simulation
 
     from fedkd import flower_patches
@@ -48,5 +57,5 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
         server_app=make_server_app(config, run_dir, on_round),
         client_app=client_app,
         num_supernodes=config.clients,
-        backend_config=backend_config(verbose=verbose),
+        backend_config=backend_config(verbose=verbose, ray_address=ray_address),
     )

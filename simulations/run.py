@@ -23,6 +23,7 @@ from fedkd.config import ConfigError, RunConfig
 from fedkd.datasets import DATASETS, check_sizes, load_splits
 from fedkd.partition import label_histograms, partition_indices
 from fedkd.results import new_run_dir, write_atomic
+from fedkd.server.progress import RoundProgress
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(f"--{key}", dest=f.name, metavar=kind.__name__.upper(), type=str,
                             help=f"{RunConfig.help_of(key)} (default: {f.default})")
     parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    parser.add_argument("--quiet", action="store_true", help="no per-round lines or progress bar")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="run the clients on an existing Ray cluster (started with `ray start --head`)")
     return parser
 
 
@@ -69,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--{err.key}={err.value}: {err.allowed}")
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
+    say = (lambda *a, **k: None) if args.quiet else print
 
-    print(f"fedkd: {config.strategy} on {config.dataset}, {config.clients} clients "
+    say(f"fedkd: {config.strategy} on {config.dataset}, {config.clients} clients "
           f"({config.partition} partition), models {config.models}, {config.rounds} rounds, "
           f"fraction {config.fraction}, seed {config.seed}")
     start = time.perf_counter()
-    print(f"preparing data ({DATASETS[config.dataset].description}) ...", flush=True)
+    say(f"preparing data ({DATASETS[config.dataset].description}) ...", flush=True)
     load_splits(config.dataset, config.seed, config.public_size)
     try:
         sizes = [len(idx) for idx in partition_indices(config)]
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
         parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
                      f"cannot be split so ({err}); try fewer clients or a milder skew")
-    print(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
+    say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
 
     run_dir = new_run_dir(config)
@@ -91,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedkd.simulation import simulate
 
-    simulate(config, run_dir, verbose=args.verbose)
+    with RoundProgress(config.rounds, quiet=args.quiet) as progress:
+        simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address)
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
-    print(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
+    say(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
           f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}); teacher {s['teacher_acc_final']:.3f}")
-    print("final accuracy by model: " + ", ".join(
+    say("final accuracy by model: " + ", ".join(
         f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
-    print(f"wall time {total:.1f} s (median round {s['round_time_s_median']:.2f} s)")
+    say(f"wall time {total:.1f} s (median round {s['round_time_s_median']:.2f} s)")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0
 

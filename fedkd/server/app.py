@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from logging import INFO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+from flwr.supercore import log
 
 from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS, load_splits
@@ -21,7 +23,7 @@ from fedkd.models import build_model, count_parameters
 from fedkd.plots import plot_accuracy
 from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
 from fedkd.server.loop import run_rounds
-from fedkd.server.progress import RoundPrinter
+from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
@@ -73,7 +75,10 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
     strategy = STRATEGIES[config.strategy](config, spec.num_classes)
     table = MetricsTable(run_dir)
     start = time.perf_counter()
-    run_rounds(grid, config, strategy, table, on_round or RoundPrinter(config.rounds))
+    if on_round is None:  # under `flwr run`: the round lines go to Flower's log
+        log(INFO, HEADER)
+        on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))  # noqa: E731
+    run_rounds(grid, config, strategy, table, on_round)
     summary = summarize(table, config, time.perf_counter() - start, params)
     write_json(run_dir / "summary.json", summary)
     write_parquet(run_dir, table.frame())

@@ -1,30 +1,60 @@
-"""Per-round progress in the terminal: one line per round with its key metrics."""
+"""Per-round progress in the terminal: a line per round and a bar with ETA.
+
+The bar starts before round 0 (which also starts Ray and the clients), shows the
+latest mean accuracy, and stays below the per-round lines. ``quiet`` prints
+nothing, for scripts.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+HEADER = "round  clients  acc mean    p10    min    max  teacher   up MB  down MB  time s"
 
 
 def _mb(n: float) -> str:
     return f"{n / 1e6:7.2f}"
 
 
-class RoundPrinter:
-    """Prints a header, then a line per round as it finishes."""
+def format_round(rnd: int, rounds: int, m: dict[str, float]) -> str:
+    """One line of the per-round table."""
+    nan = float("nan")
+    teacher = f"{m['teacher_acc']:7.3f}" if "teacher_acc" in m else "      -"
+    return (f"{rnd:>2}/{rounds:<2}  {int(m['replied']):>3}/{int(m['sampled']):<3}"
+            f"  {m.get('acc_mean', nan):8.3f} {m.get('acc_p10', nan):6.3f}"
+            f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher}"
+            f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}")
 
-    def __init__(self, rounds: int, console: Console | None = None):
-        self.rounds = rounds
+
+class RoundProgress:
+    """Context manager; call it with (round, server metrics) after every round."""
+
+    def __init__(self, rounds: int, quiet: bool = False, console: Console | None = None):
+        self.rounds, self.quiet = rounds, quiet
         self.console = console or Console(highlight=False)
-        self._header_done = False
+        self.progress = Progress(
+            TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=True, disable=quiet,
+        )
+        self.task = self.progress.add_task("rounds", total=rounds + 1,
+                                           status="round 0: local training (starting clients)")
+
+    def __enter__(self) -> "RoundProgress":
+        if not self.quiet:
+            self.console.print(f"[bold]{HEADER}[/bold]")
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
 
     def __call__(self, rnd: int, m: dict[str, float]) -> None:
-        if not self._header_done:
-            self.console.print(
-                "[bold]round  clients  acc mean    p10    min    max  teacher   up MB  down MB  time s[/bold]")
-            self._header_done = True
-        teacher = f"{m['teacher_acc']:7.3f}" if "teacher_acc" in m else "      -"
-        self.console.print(
-            f"{rnd:>2}/{self.rounds:<2}  {int(m['replied']):>3}/{int(m['sampled']):<3}"
-            f"  {m.get('acc_mean', float('nan')):8.3f} {m.get('acc_p10', float('nan')):6.3f}"
-            f" {m.get('acc_min', float('nan')):6.3f} {m.get('acc_max', float('nan')):6.3f}  {teacher}"
-            f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}")
+        if self.quiet:
+            return
+        self.progress.console.print(format_round(rnd, self.rounds, m))
+        status = f"acc mean {m.get('acc_mean', float('nan')):.3f}"
+        if rnd < self.rounds:
+            status += f", round {rnd + 1} running"
+        self.progress.update(self.task, advance=1, status=status)

@@ -1,0 +1,46 @@
+"""The same simulation on an existing Ray cluster: a head started on loopback with `ray start`."""
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fedkd.simulation import simulate
+from tests.conftest import tiny_config
+
+RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if text in line]
+
+
+@pytest.mark.skipif(RAY is None, reason="the ray command is not installed")
+def test_two_rounds_on_a_local_ray_head(tmp_path):
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="fedkd-ray-", dir="/tmp")  # Ray's socket paths must be short
+    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                    f"--temp-dir={temp_dir}"], check=True, capture_output=True)
+    try:
+        simulate(tiny_config(), tmp_path, on_round=lambda r, m: None, ray_address=f"127.0.0.1:{port}")
+    finally:
+        subprocess.run([RAY, "stop", "--force"], check=True, capture_output=True)
+    df = pd.read_csv(tmp_path / "metrics.csv", dtype={"client": str})
+    assert sorted(df["round"].unique()) == [0, 1, 2]
+    server = df[df.client == "server"].pivot(index="round", columns="metric", values="value")
+    assert (server["clients_evaluated"] == 5).all() and server["acc_mean"].min() > 0.3
+    assert _processes_mentioning(temp_dir) == []
+    shutil.rmtree(temp_dir, ignore_errors=True)
