@@ -36,7 +36,7 @@ class _KnownDeprecation(logging.Filter):
 
 
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-             verbose: bool = False, ray_address: str | None = None) -> None:
+             verbose: bool = False, ray_address: str | None = None, cpus_per_client: float = 1.0) -> None:
     """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``.
 
     The ServerApp runs in this process, so results are written here also when the
@@ -57,5 +57,5 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
         server_app=make_server_app(config, run_dir, on_round),
         client_app=client_app,
         num_supernodes=config.clients,
-        backend_config=backend_config(verbose=verbose, ray_address=ray_address),
+        backend_config=backend_config(cpus_per_client, verbose, ray_address),
     )

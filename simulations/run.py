@@ -8,9 +8,7 @@ Bad values stop the run before any work with a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import json
-import dataclasses
 import logging
 import sys
 import time
@@ -19,39 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedkd.config import ConfigError, RunConfig
-from fedkd.datasets import DATASETS, check_sizes, load_splits
-from fedkd.partition import label_histograms, partition_indices
+from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.config import RunConfig
+from fedkd.datasets import DATASETS
+from fedkd.partition import label_histograms
 from fedkd.results import new_run_dir, write_atomic
 from fedkd.server.progress import RoundProgress
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, no usage dump
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="run.py", description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(RunConfig):
-        key = RunConfig.key_of(f.name)
-        kind = type(f.default)
-        parser.add_argument(f"--{key}", dest=f.name, metavar=kind.__name__.upper(), type=str,
-                            help=f"{RunConfig.help_of(key)} (default: {f.default})")
-    parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
-    parser.add_argument("--quiet", action="store_true", help="no per-round lines or progress bar")
-    parser.add_argument("--ray-address", metavar="HOST:PORT",
-                        help="run the clients on an existing Ray cluster (started with `ray start --head`)")
-    return parser
-
-
-def resolve(args: argparse.Namespace) -> RunConfig:
-    """The validated config, or ConfigError naming the flag; reads no data."""
-    given = {RunConfig.key_of(f.name): getattr(args, f.name)
-             for f in dataclasses.fields(RunConfig) if getattr(args, f.name) is not None}
-    config = RunConfig.from_run_config({**RunConfig().to_run_config(), **given})
-    check_sizes(config)
-    return config
 
 
 def write_clients(config: RunConfig, run_dir: Path) -> None:
@@ -65,12 +36,17 @@ def write_clients(config: RunConfig, run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser("run.py", __doc__.split("\n")[0])
+    parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
+    parser.add_argument("--quiet", action="store_true", help="no per-round lines or progress bar")
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="run the clients on an existing Ray cluster (started with `ray start --head`)")
+    parser.add_argument("--cpus-per-client", type=float, default=1.0, metavar="FLOAT",
+                        help="CPUs Ray reserves for each client actor (default: 1; actors = CPUs / this)")
     args = parser.parse_args(argv)
-    try:
-        config = resolve(args)
-    except ConfigError as err:
-        parser.error(f"--{err.key}={err.value}: {err.allowed}")
+    config = resolve(parser, args)
+    if not args.cpus_per_client > 0:
+        parser.error(f"--cpus-per-client={args.cpus_per_client}: must be > 0")
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     say = (lambda *a, **k: None) if args.quiet else print
@@ -80,14 +56,7 @@ def main(argv: list[str] | None = None) -> int:
           f"fraction {config.fraction}, seed {config.seed}")
     start = time.perf_counter()
     say(f"preparing data ({DATASETS[config.dataset].description}) ...", flush=True)
-    load_splits(config.dataset, config.seed, config.public_size)
-    try:
-        sizes = [len(idx) for idx in partition_indices(config)]
-    except ValueError as err:  # a partitioner that cannot satisfy the request
-        flag = {"dirichlet": f"alpha={config.alpha}",
-                "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
-        parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
-                     f"cannot be split so ({err}); try fewer clients or a milder skew")
+    sizes = prepare_data(parser, config)
     say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
 
@@ -97,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     from fedkd.simulation import simulate
 
     with RoundProgress(config.rounds, quiet=args.quiet) as progress:
-        simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address)
+        simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
+                 cpus_per_client=args.cpus_per_client)
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
     say(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "

@@ -120,3 +120,17 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
                 assert logits.shape == (len(ids), n_classes)
                 n_knowledge += 1
     assert n_knowledge == 5 + 3 + 3
+
+
+def test_compute_floor_pool_gives_the_same_metrics(runs, tmp_path):
+    """simulations/bench.py's floor runs the same rounds without Flower's engine."""
+    from fedkd.pool_grid import PoolGrid
+    from fedkd.server.app import run_server
+
+    config, first, _, _ = runs
+    grid = PoolGrid(config.clients, workers=2)
+    try:
+        run_server(grid, config, tmp_path, on_round=lambda r, m: None)
+    finally:
+        grid.close()
+    pd.testing.assert_frame_equal(_metrics(first), _metrics(tmp_path))

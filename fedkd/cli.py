@@ -1,0 +1,50 @@
+"""Command-line flags shared by the scripts in ``simulations/``: one flag per run-config key."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from fedkd.config import ConfigError, RunConfig
+from fedkd.datasets import check_sizes, load_splits
+from fedkd.partition import partition_indices
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(prog: str, description: str) -> Parser:
+    parser = Parser(prog=prog, description=description)
+    for f in dataclasses.fields(RunConfig):
+        key = RunConfig.key_of(f.name)
+        parser.add_argument(f"--{key}", dest=f.name, metavar=type(f.default).__name__.upper(),
+                            type=str, help=f"{RunConfig.help_of(key)} (default: {f.default})")
+    return parser
+
+
+def resolve(parser: Parser, args: argparse.Namespace, **defaults) -> RunConfig:
+    """The validated config (``defaults`` override the project's); exits 2 naming the flag."""
+    given = {RunConfig.key_of(f.name): getattr(args, f.name)
+             for f in dataclasses.fields(RunConfig) if getattr(args, f.name) is not None}
+    base = RunConfig().to_run_config()
+    base.update({RunConfig.key_of(k): v for k, v in defaults.items()})
+    try:
+        config = RunConfig.from_run_config({**base, **given})
+        check_sizes(config)
+    except ConfigError as err:
+        parser.error(f"--{err.key}={err.value}: {err.allowed}")
+    return config
+
+
+def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
+    """Build (or load) the data set and the partitions; private shard sizes, or exit 2."""
+    load_splits(config.dataset, config.seed, config.public_size)
+    try:
+        return [len(idx) for idx in partition_indices(config)]
+    except ValueError as err:  # a partitioner that cannot satisfy the request
+        flag = {"dirichlet": f"alpha={config.alpha}",
+                "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
+        parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
+                     f"cannot be split so ({err}); try fewer clients or a milder skew")
