@@ -8,8 +8,8 @@
     Flower engine, no Ray).
 Both runs use the same seed and must give the same metrics; the script checks it.
 It prints, per mode, the start-up + round-0 time, the median round time over rounds
-after the first, client-rounds per second, and the peak resident memory of the
-process and all its descendants; then the ratio a/b. Results also go to a CSV.
+after the first, client-rounds per second, and the peak memory (PSS) of the process
+and all its descendants; then the ratio a/b. Results also go to a CSV.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ from fedkd.results import TIMING_METRICS
 
 
 class PeakMemory:
-    """Samples the resident memory of this process tree in a thread; keeps the peak."""
+    """Samples the memory of this process tree in a thread; keeps the peak.
+
+    Proportional set size (PSS): pages shared between processes (Ray's object store,
+    libraries) count once in the sum instead of once per process, as RSS would.
+    """
 
     def __init__(self, interval_s: float = 0.2):
         self.interval_s, self.peak = interval_s, 0
@@ -43,7 +47,7 @@ class PeakMemory:
             total = 0
             for proc in [me, *me.children(recursive=True)]:
                 try:
-                    total += proc.memory_info().rss
+                    total += proc.memory_full_info().pss
                 except psutil.Error:  # ended between listing and reading
                     pass
             self.peak = max(self.peak, total)
@@ -72,7 +76,7 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
         "startup_and_round0_s": total - float(server.loc[server.index >= 1, "wall_time_s"].sum()),
         "median_round_s": median,
         "client_rounds_per_s": float(later["sampled"].median()) / median,
-        "peak_rss_mb": memory.peak / 2**20,
+        "peak_pss_mb": memory.peak / 2**20,
         "total_s": total,
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-HEADER = "round  clients  acc mean    p10    min    max  teacher   up MB  down MB  time s"
+HEADER = "round    clients  acc mean    p10    min    max  teacher   up MB  down MB  time s"
 
 
 def _mb(n: float) -> str:
@@ -21,7 +21,7 @@ def format_round(rnd: int, rounds: int, m: dict[str, float]) -> str:
     """One line of the per-round table."""
     nan = float("nan")
     teacher = f"{m['teacher_acc']:7.3f}" if "teacher_acc" in m else "      -"
-    return (f"{rnd:>2}/{rounds:<2}  {int(m['replied']):>3}/{int(m['sampled']):<3}"
+    return (f"{rnd:>2}/{rounds:<2}  {int(m['replied']):>4}/{int(m['sampled']):<4}"
             f"  {m.get('acc_mean', nan):8.3f} {m.get('acc_p10', nan):6.3f}"
             f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher}"
             f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}")
