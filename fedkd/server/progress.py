@@ -43,7 +43,7 @@ class RoundProgress:
 
     def __enter__(self) -> "RoundProgress":
         if not self.quiet:
-            self.console.print(f"[bold]{HEADER}[/bold]")
+            self.console.print(f"[bold]{HEADER}[/bold]", soft_wrap=True)
         self.progress.start()
         return self
 
@@ -53,7 +53,7 @@ class RoundProgress:
     def __call__(self, rnd: int, m: dict[str, float]) -> None:
         if self.quiet:
             return
-        self.progress.console.print(format_round(rnd, self.rounds, m))
+        self.progress.console.print(format_round(rnd, self.rounds, m), soft_wrap=True)
         status = f"acc mean {m.get('acc_mean', float('nan')):.3f}"
         if rnd < self.rounds:
             status += f", round {rnd + 1} running"
