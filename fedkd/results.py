@@ -19,7 +19,9 @@ import pandas as pd
 from fedkd.config import RunConfig
 
 SERVER = "server"
-TIMING_METRICS = ("wall_time_s",)  # the only values allowed to differ between same-seed runs
+# Measurements of the machine, not of the federation: the only values allowed to
+# differ between runs with the same seed.
+MACHINE_METRICS = ("wall_time_s", "memory_mb")
 
 
 def new_run_dir(config: RunConfig) -> Path:

@@ -23,34 +23,23 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
 from fedkd.cli import build_parser, prepare_data, resolve
-from fedkd.results import TIMING_METRICS
+from fedkd.memory import process_tree_mb
+from fedkd.results import MACHINE_METRICS
 
 
 class PeakMemory:
-    """Samples the memory of this process tree in a thread; keeps the peak.
-
-    Proportional set size (PSS): pages shared between processes (Ray's object store,
-    libraries) count once in the sum instead of once per process, as RSS would.
-    """
+    """Samples ``process_tree_mb`` in a thread; keeps the peak."""
 
     def __init__(self, interval_s: float = 0.2):
-        self.interval_s, self.peak = interval_s, 0
+        self.interval_s, self.peak = interval_s, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    total += proc.memory_full_info().pss
-                except psutil.Error:  # ended between listing and reading
-                    pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, process_tree_mb())
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> "PeakMemory":
@@ -76,7 +65,7 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
         "startup_and_round0_s": total - float(server.loc[server.index >= 1, "wall_time_s"].sum()),
         "median_round_s": median,
         "client_rounds_per_s": float(later["sampled"].median()) / median,
-        "peak_pss_mb": memory.peak / 2**20,
+        "peak_pss_mb": memory.peak,
         "total_s": total,
     }
 
@@ -119,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir.mkdir()
             rows.append(_measure(mode, run, config, run_dir))
         a, b = (pd.read_csv(Path(tmp) / d / "metrics.csv", dtype={"client": str}) for d in ("fedkd", "compute"))
-        same = a[~a.metric.isin(TIMING_METRICS)].equals(b[~b.metric.isin(TIMING_METRICS)])
+        same = a[~a.metric.isin(MACHINE_METRICS)].equals(b[~b.metric.isin(MACHINE_METRICS)])
 
     table = pd.DataFrame(rows)
     ratio = table.loc[0, "median_round_s"] / table.loc[1, "median_round_s"]

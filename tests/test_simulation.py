@@ -14,7 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 from fedkd import knowledge
 from fedkd.datasets import load_splits
 from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, ROUND, RUN, TEACHER
-from fedkd.results import SERVER, TIMING_METRICS
+from fedkd.results import SERVER, MACHINE_METRICS
 from fedkd.simulation import simulate
 from tests.conftest import tiny_config
 
@@ -55,7 +55,7 @@ def runs(tmp_path_factory):
 
 def _metrics(path):
     df = pd.read_csv(path / "metrics.csv", dtype={"client": str})
-    return df[~df.metric.isin(TIMING_METRICS)].reset_index(drop=True)
+    return df[~df.metric.isin(MACHINE_METRICS)].reset_index(drop=True)
 
 
 def test_results_folder_and_learning(runs):
@@ -72,6 +72,9 @@ def test_results_folder_and_learning(runs):
     assert (server["acc_min"] <= server["acc_p10"]).all() and (server["acc_p10"] <= server["acc_mean"]).all()
     assert server["acc_mean"].min() > 0.3  # ten classes: chance is 0.1
     assert server["teacher_acc"].min() > 0.3
+    raw = pd.read_csv(first / "metrics.csv", dtype={"client": str})
+    memory = raw[(raw.client == SERVER) & (raw.metric == "memory_mb")]["value"]
+    assert len(memory) == 3 and (memory > 100).all()  # this process alone holds torch
     summary = json.loads((first / "summary.json").read_text())
     assert summary["acc_mean_round0"] == pytest.approx(server.loc[0, "acc_mean"])
     assert len(summary["round_time_s"]) == 3

@@ -18,6 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
 from fedkd import knowledge
+from fedkd.memory import process_tree_mb
 from fedkd.config import RunConfig
 from fedkd.datasets import load_splits
 from fedkd.protocol import METRICS
@@ -99,6 +100,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: KnowledgeStrategy, table
             "bytes_up": sum(v[0] for v in bytes_by_node.values()),
             "bytes_down": sum(v[1] for v in bytes_by_node.values()),
             "wall_time_s": elapsed,
+            "memory_mb": process_tree_mb(),
         }
         if len(accs):
             server.update(acc_mean=accs.mean(), acc_p10=np.percentile(accs, 10),
