@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -26,7 +27,7 @@ def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
     ax.set_xlabel("round (0 = local training only, before any exchange)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
-    ax.set_xticks(list(rounds))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(rounds), 12)))
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left", framealpha=0.9)
