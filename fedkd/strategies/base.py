@@ -75,7 +75,8 @@ class KnowledgeStrategy(Strategy):
     def _node_ids(self, partitions: list[int], grid: Grid) -> list[int]:
         if not self.nodes:  # round 0: the mapping is learned from the replies
             return sorted(grid.get_node_ids())
-        return [self.nodes[p] for p in partitions]
+        # A node whose round-0 reply failed never said which partition it holds.
+        return [self.nodes[p] for p in partitions if p in self.nodes]
 
     # ---------------------------------------------------------------- train
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
