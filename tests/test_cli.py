@@ -28,6 +28,8 @@ spec.loader.exec_module(run_cli)
      "--clients=500: digits's private pool"),
     (["--dataset", "digits", "--public-size", "1000"], "--public-size=1000: digits has 360 public samples"),
     (["--public-subset", "5000"], "--public-subset=5000: must be <= public-size"),
+    (["--dataset", "digits", "--public-size", "300", "--public-subset", "100", "--clients", "100",
+      "--alpha", "0.05"], "--partition=dirichlet --alpha=0.05 with --clients=100: cannot be split so"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(args, words, tmp_path, capsys):
     out = tmp_path / "results"
