@@ -70,10 +70,9 @@ class MetricsTable:
         return df[df.client == SERVER].pivot(index="round", columns="metric", values="value")
 
 
-def write_parquet(run_dir: Path, frame: pd.DataFrame) -> bool:
-    """Also write ``metrics.parquet`` where pyarrow is installed."""
+def write_parquet(run_dir: Path, frame: pd.DataFrame) -> None:
+    """Also write ``metrics.parquet`` where pyarrow is installed (a dependency, but optional here)."""
     try:
         frame.to_parquet(run_dir / "metrics.parquet", index=False)
     except ImportError:
-        return False
-    return True
+        pass
