@@ -35,6 +35,9 @@ class _KnownDeprecation(logging.Filter):
         return "`run_simulation` function is deprecated" not in record.getMessage()
 
 
+_KNOWN_DEPRECATION = _KnownDeprecation()
+
+
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
              verbose: bool = False, ray_address: str | None = None, cpus_per_client: float = 1.0) -> None:
     """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``.
@@ -51,7 +54,7 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     # Ray's future default: no rewrite of accelerator variables for CPU-only actors.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if not verbose:
-        logging.getLogger("flwr").addFilter(_KnownDeprecation())
+        logging.getLogger("flwr").addFilter(_KNOWN_DEPRECATION)  # a no-op when already added
 
     run_simulation(
         server_app=make_server_app(config, run_dir, on_round),
