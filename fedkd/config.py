@@ -41,12 +41,21 @@ class RunConfig:
     models: str = _opt("cnn-s,mlp-s", "student architectures, round-robin")
     temperature: float = _opt(2.0, "distillation temperature T")
     kd_weight: float = _opt(0.5, "weight of the soft loss against the hard loss")
+    soft_loss: str = _opt("kl", "soft loss: kl (T²-scaled KL) or l1 (on logits, FedMD's digest)")
+    knowledge: str = _opt("soft-labels", "knowledge kind: soft-labels, relational, contrastive, prototypes")
+    embed_dim: int = _opt(32, "shared embedding width (contrastive and prototypes knowledge)")
     fraction: float = _opt(1.0, "fraction of clients sampled each round")
     init_epochs: int = _opt(10, "private epochs in round 0 (local-only)")
     distill_epochs: int = _opt(1, "epochs over the teacher signal per round")
-    local_epochs: int = _opt(0, "private epochs per round")
+    local_epochs: int = _opt(0, "private epochs per round (at least 1 for local, fedavg, feddf, "
+                                "feddistill and centralized, whose clients learn only from their shard)")
     batch_size: int = _opt(64, "mini-batch size")
     lr: float = _opt(3e-3, "Adam learning rate")
+    server_model: str = _opt("cnn-s", "architecture of the server model (feddf-logits, dsfl)")
+    server_epochs: int = _opt(10, "most epochs of server-side distillation (early stopping on validation)")
+    era_temperature: float = _opt(0.1, "entropy-reduction temperature of DS-FL's aggregation")
+    online: int = _opt(0, "1: online distillation, a server model learns in every round and its "
+                          "predictions join the teacher signal (public-set strategies)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     out: str = _opt("results", "folder that receives results/<run-id>/")
 
@@ -101,6 +110,8 @@ class RunConfig:
         """Check every value that can be checked without loading data."""
         # Imported here: the registries import this module's ConfigError.
         from fedkd.datasets import DATASETS
+        from fedkd.knowledge_kinds import KINDS
+        from fedkd.losses import SOFT_LOSSES
         from fedkd.models import MODELS
         from fedkd.partition import PARTITIONERS
         from fedkd.strategies import STRATEGIES
@@ -135,9 +146,19 @@ class RunConfig:
         _at_least("batch-size", self.batch_size, 1)
         if not self.lr > 0:
             raise ConfigError("lr", self.lr, "must be > 0")
+        _choice("soft-loss", self.soft_loss, SOFT_LOSSES)
+        _choice("knowledge", self.knowledge, KINDS)
+        _at_least("embed-dim", self.embed_dim, 1)
+        _choice("server-model", self.server_model, MODELS)
+        _at_least("server-epochs", self.server_epochs, 1)
+        if not self.era_temperature > 0:
+            raise ConfigError("era-temperature", self.era_temperature, "must be > 0")
         _at_least("seed", self.seed, 0)
         if not self.out:
             raise ConfigError("out", self.out, "a folder path")
+        if self.online not in (0, 1):
+            raise ConfigError("online", self.online, "0 (off) or 1 (on)")
+        STRATEGIES[self.strategy].check(self)
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

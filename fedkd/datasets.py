@@ -22,7 +22,8 @@ MIN_PRIVATE_PER_CLIENT = 10
 
 @dataclass(frozen=True)
 class Splits:
-    """Arrays of one data set. ``public_y`` is kept aside for evaluation only."""
+    """Arrays of one data set. ``public_y`` is kept aside for evaluation only; ``val``
+    is the server's labelled validation split (early stopping of server models)."""
 
     private_x: np.ndarray
     private_y: np.ndarray
@@ -30,6 +31,8 @@ class Splits:
     public_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
     num_classes: int
 
     @property
@@ -44,13 +47,18 @@ class DatasetSpec:
     load: Callable[[int], tuple[np.ndarray, np.ndarray]]  # seed -> (x float32, y int64)
     total: int
     test: int
-    public_pool: int
+    public_pool: int  # its last ``val`` samples are the server's validation split
+    val: int
     num_classes: int
     description: str
 
     @property
     def private(self) -> int:
         return self.total - self.test - self.public_pool
+
+    @property
+    def public_max(self) -> int:
+        return self.public_pool - self.val
 
 
 MNIST1D_SAMPLES = 40_000
@@ -82,9 +90,9 @@ def _load_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist1d": DatasetSpec(_load_mnist1d, MNIST1D_SAMPLES, 3_000, 5_000, 10,
+    "mnist1d": DatasetSpec(_load_mnist1d, MNIST1D_SAMPLES, 3_000, 5_000, 1_000, 10,
                            "MNIST-1D, 40-step 1-D signals, generated locally"),
-    "digits": DatasetSpec(_load_digits, 1_797, 360, 360, 10,
+    "digits": DatasetSpec(_load_digits, 1_797, 360, 360, 60, 10,
                           "scikit-learn 8x8 digits (1,797 images)"),
 }
 
@@ -92,9 +100,9 @@ DATASETS: dict[str, DatasetSpec] = {
 def check_sizes(config: RunConfig) -> None:
     """Fail before any work when the data set cannot serve the configuration."""
     spec = DATASETS[config.dataset]
-    if config.public_size > spec.public_pool:
+    if config.public_size > spec.public_max:
         raise ConfigError("public-size", config.public_size,
-                          f"{config.dataset} has {spec.public_pool} public samples; use 1..{spec.public_pool}")
+                          f"{config.dataset} has {spec.public_max} public samples; use 1..{spec.public_max}")
     most = spec.private // MIN_PRIVATE_PER_CLIENT
     if config.clients > most:
         raise ConfigError("clients", config.clients,
@@ -104,7 +112,8 @@ def check_sizes(config: RunConfig) -> None:
 
 @lru_cache(maxsize=4)
 def load_splits(name: str, seed: int, public_size: int) -> Splits:
-    """The data set shuffled by ``seed`` and cut into test | public pool | private pool."""
+    """The data set shuffled by ``seed`` and cut into test | public pool | private pool;
+    the public set is the head of the public pool and the validation split its tail."""
     spec = DATASETS[name]
     x, y = spec.load(seed)
     order = np.random.default_rng([seed, 1]).permutation(len(y))
@@ -114,5 +123,6 @@ def load_splits(name: str, seed: int, public_size: int) -> Splits:
         private_x=x[p:], private_y=y[p:],
         public_x=x[t:t + public_size], public_y=y[t:t + public_size],
         test_x=x[:t], test_y=y[:t],
+        val_x=x[p - spec.val:p], val_y=y[p - spec.val:p],
         num_classes=spec.num_classes,
     )

@@ -1,8 +1,9 @@
 """Knowledge payloads: what crosses the wire, and the checks every reply must pass.
 
 Logits travel, not probabilities: a receiver can soften logits at any temperature,
-and FedMD's consensus is a mean of class scores. Every payload is indexed by public
-sample ids, so a reply can be checked against the ids the server asked for.
+and FedMD's consensus is a mean of class scores. A payload is indexed either by
+public sample ids (checked against the ids the server asked for) or, for data-free
+methods such as FedDistill, by class ids (a sorted subset of the classes).
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-IDS, LOGITS = "ids", "logits"
+IDS, LOGITS, CLIENTS = "ids", "logits", "clients"
 
 
 class KnowledgeError(ValueError):
     """A reply that must not be aggregated; the message says why."""
+
+
+def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
+    """Unweighted mean of several parties' payloads (FedMD's consensus, FedDF's AVGLOGITS)."""
+    return np.mean(np.stack(logits), axis=0, dtype=np.float64).astype(np.float32)
 
 
 def pack(ids: np.ndarray, logits: np.ndarray) -> ArrayRecord:
@@ -37,17 +43,38 @@ def unpack(record: ArrayRecord) -> tuple[np.ndarray, np.ndarray]:
     return unpack_ids(record), record[LOGITS].numpy()
 
 
-def validate(record: ArrayRecord, expected_ids: np.ndarray, num_classes: int) -> np.ndarray:
-    """Return the reply's logits if it is exactly knowledge on ``expected_ids``; else raise."""
+def pack_class_teacher(classes: np.ndarray, logits: np.ndarray, clients: np.ndarray) -> ArrayRecord:
+    """Per-class mean logits and how many clients contributed to each class."""
+    record = pack(classes, logits)
+    record[CLIENTS] = Array(np.ascontiguousarray(clients, dtype=np.int32))
+    return record
+
+
+def _checked(record: ArrayRecord, width: int) -> tuple[np.ndarray, np.ndarray]:
     if set(record.keys()) != {IDS, LOGITS}:
         raise KnowledgeError(f"expected arrays {{{IDS!r}, {LOGITS!r}}}, got {sorted(record.keys())}")
     ids, logits = unpack(record)
-    if not np.array_equal(ids, expected_ids):
-        raise KnowledgeError("ids differ from the public ids of the round")
-    if logits.shape != (len(expected_ids), num_classes):
-        raise KnowledgeError(f"logits shape {logits.shape}, expected {(len(expected_ids), num_classes)}")
+    if logits.shape != (len(ids), width):
+        raise KnowledgeError(f"logits shape {logits.shape}, expected {(len(ids), width)}")
     if logits.dtype != np.float32:
         raise KnowledgeError(f"logits dtype {logits.dtype}, expected float32")
     if not np.isfinite(logits).all():
         raise KnowledgeError("logits hold NaN or infinite values")
+    return ids, logits
+
+
+def validate(record: ArrayRecord, expected_ids: np.ndarray, width: int) -> np.ndarray:
+    """Return the reply's payload (logits, or ``width`` values of another knowledge kind
+    per id) if it is exactly knowledge on ``expected_ids``; else raise."""
+    ids, logits = _checked(record, width)
+    if not np.array_equal(ids, expected_ids):
+        raise KnowledgeError("ids differ from the public ids of the round")
     return logits
+
+
+def validate_by_class(record: ArrayRecord, num_classes: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (class ids, payload) if the reply is per-class knowledge; else raise."""
+    ids, logits = _checked(record, width)
+    if len(ids) == 0 or ids.min() < 0 or ids.max() >= num_classes or np.any(np.diff(ids) <= 0):
+        raise KnowledgeError(f"class ids must be a non-empty, increasing subset of 0..{num_classes - 1}")
+    return ids, logits

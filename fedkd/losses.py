@@ -20,6 +20,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return kl * (t * t)
 
 
+def l1_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean absolute difference of logits: FedMD's digest fits the consensus class
+    scores with an L1 loss (Li & Wang, 2019). The temperature plays no part."""
+    return F.l1_loss(student_logits, teacher_logits)
+
+
+SOFT_LOSSES = {"kl": kd_loss, "l1": l1_logit_loss}
+
+
 def hard_soft_loss(
     soft: torch.Tensor | None, hard: torch.Tensor | None, kd_weight: float
 ) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,10 +33,14 @@ MODELS: dict[str, ModelSpec] = {
 
 
 class Student(nn.Module):
-    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int):
+    """``head(body(x))``; with ``embed_dim``, also ``project``: features to a width every
+    student shares, for embedding knowledge between different architectures."""
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_classes: int, embed_dim: int = 0):
         super().__init__()
         self.body = body
         self.head = nn.Linear(feature_dim, num_classes)
+        self.project = nn.Linear(feature_dim, embed_dim) if embed_dim else None
         self.feature_dim = feature_dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,13 +81,25 @@ def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module,
     return nn.Sequential(*layers), width
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> Student:
+def derive_seed(*parts: int) -> int:
+    """A 32-bit seed from integer parts (run seed, partition id, round, ...)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def shared_init_seed(seed: int, name: str) -> int:
+    """Seed of the common starting weights of every ``name`` student in weight-sharing
+    strategies (parameter averaging needs one starting point per architecture)."""
+    return derive_seed(seed, 7, list(MODELS).index(name))
+
+
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int,
+                embed_dim: int = 0) -> Student:
     """A freshly initialised student; the same seed gives the same weights."""
     spec = MODELS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body, width = (_mlp_body if spec.kind == "mlp" else _cnn_body)(spec, input_shape)
-        return Student(body, width, num_classes)
+        return Student(body, width, num_classes, embed_dim)
 
 
 def count_parameters(model: nn.Module) -> int:

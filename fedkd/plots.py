@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 
 
 def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
-    """Client test accuracy per round (mean, p10, min–max band) and the teacher's accuracy."""
+    """Client test accuracy per round (mean, p10, min–max band), the teacher's accuracy
+    and the server model's, where the strategy has them."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     rounds = server.index
     ax.fill_between(rounds, server["acc_min"], server["acc_max"], alpha=0.15, color="C0",
@@ -23,6 +24,8 @@ def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
     if "teacher_acc" in server:
         ax.plot(rounds, server["teacher_acc"], "^-", color="C3",
                 label="teacher signal (argmax vs hidden public labels)")
+    if "server_acc" in server:
+        ax.plot(rounds, server["server_acc"], "D-", color="C2", label="server model (test)")
     ax.axhline(server["acc_mean"].iloc[0], color="grey", lw=0.8, ls=":", label="round 0 (local only) mean")
     ax.set_xlabel("round (0 = local training only, before any exchange)")
     ax.set_ylabel("test accuracy")
@@ -34,3 +37,39 @@ def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+BOUNDS = ("local", "centralized")  # drawn as reference lines where communication means nothing
+
+
+def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: str) -> None:
+    """accuracy_per_round.png and accuracy_vs_bytes.png: client mean accuracy of each
+    strategy (mean over seeds, band = ±1 std where there are several) against the round
+    and against cumulative bytes on the wire (uplink + downlink)."""
+    fig_r, ax_r = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    fig_b, ax_b = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    for i, (strategy, frames) in enumerate(per_round.items()):
+        acc = pd.concat([f["acc_mean"] for f in frames], axis=1)
+        mean, std = acc.mean(axis=1), acc.std(axis=1, ddof=0)
+        mb = pd.concat([(f["bytes_up"] + f["bytes_down"]).cumsum() / 1e6 for f in frames], axis=1).mean(axis=1)
+        style = dict(color=f"C{i}", label=strategy)
+        ax_r.plot(mean.index, mean, "o-" if strategy not in BOUNDS else "--", ms=3, **style)
+        if len(frames) > 1:
+            ax_r.fill_between(mean.index, mean - std, mean + std, color=f"C{i}", alpha=0.15)
+        if strategy in BOUNDS:
+            ax_b.axhline(mean.iloc[-1], ls="--", lw=1, **{**style, "label": f"{strategy} (final)"})
+        else:
+            ax_b.plot(mb, mean, "o-", ms=3, **style)
+    ax_r.set_xlabel("round (0 = local training only)")
+    ax_r.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_b.set_xlabel("cumulative MB on the wire (uplink + downlink, all clients)")
+    ax_b.set_xscale("log")
+    for fig, ax, name in ((fig_r, ax_r, "accuracy_per_round.png"), (fig_b, ax_b, "accuracy_vs_bytes.png")):
+        ax.set_ylabel("test accuracy, mean over clients")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="lower right", framealpha=0.9, ncol=2)
+        fig.tight_layout()
+        fig.savefig(out / name)
+        plt.close(fig)

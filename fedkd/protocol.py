@@ -1,15 +1,28 @@
-"""Record names inside fedkd's messages, shared by the ClientApp and the strategies.
+"""Record names and round-config keys inside fedkd's messages, shared by the ClientApp
+and the strategies.
 
-Server → client: ``run`` (the run config), ``round`` (server-round and the round's
-schedule), ``teacher`` (the teacher signal: ids + logits; absent in round 0) and
-``query`` (public ids to compute knowledge on).
-Client → server: ``knowledge`` (ids + logits) and ``metrics`` (scalars).
+Server → client: ``run`` (the run config), ``round`` (server-round, the round's
+schedule and what to reply), and, depending on the strategy, ``teacher`` (the
+teacher signal: ids + logits, by public id or by class), ``query`` (public ids to
+compute knowledge on) and ``model`` (global weights, weight-sharing strategies only).
+Client → server: ``metrics`` (scalars) and, as the round asks, ``knowledge``
+(ids + logits) or ``model`` (the student's weights).
 """
 
 RUN = "run"
 ROUND = "round"
 TEACHER = "teacher"
 QUERY = "query"
+MODEL = "model"
 KNOWLEDGE = "knowledge"
 METRICS = "metrics"
-STUDENT = "student"  # the key of the student's weights in context.state (never sent)
+STUDENT = "student"  # the student's weights in context.state (never sent)
+OWN_CLASS_LOGITS = "own-class-logits"  # a FedDistill client's last upload, in context.state
+OWN_ROUND = "own-class-logits-round"  # ... and the round it was sent in
+
+# What a client replies with (the round record's "reply" value).
+PUBLIC_LOGITS = "public-logits"  # logits on the query ids
+CLASS_LOGITS = "class-logits"  # mean logits per class of the private shard (no public data)
+WEIGHTS = "weights"  # the student's weights
+NOTHING = "none"  # metrics only
+REPLIES = (PUBLIC_LOGITS, CLASS_LOGITS, WEIGHTS, NOTHING)

@@ -65,9 +65,17 @@ class MetricsTable:
         write_atomic(self.run_dir / "metrics.csv", self.frame().to_csv(index=False))
 
     def server(self) -> pd.DataFrame:
-        """Server rows as a wide table: one row per round, one column per metric."""
-        df = self.frame()
-        return df[df.client == SERVER].pivot(index="round", columns="metric", values="value")
+        return server_rows(self.frame())
+
+
+def server_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Server rows of a metrics table as a wide table: one row per round, one column per metric."""
+    return df[df.client == SERVER].pivot(index="round", columns="metric", values="value")
+
+
+def read_server_metrics(run_dir: Path) -> pd.DataFrame:
+    """``server_rows`` of a results folder's metrics.csv."""
+    return server_rows(pd.read_csv(run_dir / "metrics.csv", dtype={"client": str}))
 
 
 def write_parquet(run_dir: Path, frame: pd.DataFrame) -> None:

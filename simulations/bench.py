@@ -26,7 +26,7 @@ import pandas as pd
 
 from fedkd.cli import build_parser, prepare_data, resolve
 from fedkd.memory import process_tree_mb
-from fedkd.results import MACHINE_METRICS
+from fedkd.results import MACHINE_METRICS, read_server_metrics
 
 
 class PeakMemory:
@@ -56,8 +56,7 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
     with PeakMemory() as memory:
         run(run_dir)
     total = time.perf_counter() - start
-    df = pd.read_csv(run_dir / "metrics.csv", dtype={"client": str})
-    server = df[df.client == "server"].pivot(index="round", columns="metric", values="value")
+    server = read_server_metrics(run_dir)
     later = server.loc[server.index >= 2]  # rounds after the first exchange round
     median = float(later["wall_time_s"].median())
     return {

@@ -70,10 +70,14 @@ def main(argv: list[str] | None = None) -> int:
                  cpus_per_client=args.cpus_per_client)
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
+    extra = "".join(f"; {label} {s[key]:.3f}" for key, label in
+                    (("teacher_acc_final", "teacher"), ("server_acc_final", "server model"))
+                    if not np.isnan(s[key]))
     say(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
-          f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}); teacher {s['teacher_acc_final']:.3f}")
-    say("final accuracy by model: " + ", ".join(
-        f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
+        f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}){extra}")
+    if s["acc_mean_final_by_model"]:
+        say("final accuracy by model: " + ", ".join(
+            f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
     say(f"wall time {total:.1f} s (median round {s['round_time_s_median']:.2f} s)")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0

@@ -26,7 +26,7 @@ spec.loader.exec_module(run_cli)
     (["--clients", "abc"], "--clients=abc: expected int"),
     (["--dataset", "digits", "--public-size", "300", "--public-subset", "100", "--clients", "500"],
      "--clients=500: digits's private pool"),
-    (["--dataset", "digits", "--public-size", "1000"], "--public-size=1000: digits has 360 public samples"),
+    (["--dataset", "digits", "--public-size", "1000"], "--public-size=1000: digits has 300 public samples"),
     (["--public-subset", "5000"], "--public-subset=5000: must be <= public-size"),
     (["--dataset", "digits", "--public-size", "300", "--public-subset", "100", "--clients", "100",
       "--alpha", "0.05"], "--partition=dirichlet --alpha=0.05 with --clients=100: cannot be split so"),

@@ -3,8 +3,13 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedkd import knowledge
+from fedkd.datasets import load_splits
 from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, TEACHER
 from fedkd.strategies import FedMD
+
+
+def _splits(config):
+    return load_splits(config.dataset, config.seed, config.public_size)
 
 
 class FakeGrid:
@@ -30,7 +35,7 @@ def strategy(tiny, monkeypatch):
 
     for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
         monkeypatch.setattr(TaskIdentity, attr, value)
-    return FedMD(tiny, num_classes=10)
+    return FedMD(tiny, _splits(tiny))
 
 
 def _round0(strategy, grid):
@@ -58,12 +63,12 @@ def test_later_rounds_sample_by_partition_id_with_the_seed(strategy, tiny):
     strategy.aggregate_train(0, [_reply(m, i, np.zeros((n, 10), np.float32)) for i, m in enumerate(msgs)])
     sampled = strategy.sample(1)
     assert len(sampled) == round(tiny.fraction * tiny.clients) == 3
-    assert sampled == FedMD(tiny, 10).sample(1)  # same seed, same sample
+    assert sampled == FedMD(tiny, _splits(tiny)).sample(1)  # same seed, same sample
     teacher = knowledge.pack(np.arange(4), np.zeros((4, 10)))
     msgs1 = list(strategy.configure_train(1, teacher, ConfigRecord(), grid))
     assert [m.metadata.dst_node_id for m in msgs1] == [501 + p for p in sampled]
     assert all(TEACHER in m.content for m in msgs1)
-    other = FedMD(tiny.replace(seed=5), 10)
+    other = FedMD(tiny.replace(seed=5), _splits(tiny))
     assert any(other.sample(r) != strategy.sample(r) for r in range(1, 6))
 
 
@@ -71,7 +76,7 @@ def test_query_ids_are_fresh_sorted_and_inside_the_public_set(strategy, tiny):
     a, b = strategy.query_ids(1), strategy.query_ids(2)
     assert len(a) == tiny.public_subset and np.all(np.diff(a) > 0)
     assert a.max() < tiny.public_size and not np.array_equal(a, b)
-    assert np.array_equal(a, FedMD(tiny, 10).query_ids(1))
+    assert np.array_equal(a, FedMD(tiny, _splits(tiny)).query_ids(1))
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -100,4 +105,4 @@ def test_reply_without_knowledge_is_rejected(strategy):
 def test_fedmd_consensus_is_unweighted_mean(strategy):
     a = np.array([[1.0, 3.0]], np.float32)
     b = np.array([[3.0, -1.0]], np.float32)
-    np.testing.assert_allclose(strategy.aggregate([a, b], [1, 100]), [[2.0, 1.0]])
+    np.testing.assert_allclose(strategy.aggregate([a, b]), [[2.0, 1.0]])

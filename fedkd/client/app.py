@@ -1,30 +1,32 @@
 """The fedkd ClientApp: a student that learns from its private shard and the teacher signal.
 
 The student's weights persist in ``context.state`` between rounds, so the same app
-runs in simulation and on a SuperNode. Only knowledge (logits on the public ids
-the server asked for) and scalar metrics leave the client.
+runs in simulation and on a SuperNode. What a client sends back is chosen by the
+round record's ``reply``: knowledge on the public ids the server asked for, mean
+knowledge per class of its shard (FedDistill), its weights (weight-sharing
+strategies) or metrics only; its ``knowledge`` names the kind (logits by default,
+see ``fedkd.knowledge_kinds``). Private inputs and labels never leave the client.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+
 from flwr.clientapp import ClientApp
 
 from fedkd import knowledge
-from fedkd.client.training import Schedule, digest, evaluate, predict, revisit
+from fedkd.client.training import (Schedule, class_means, class_targets, digest, distill_private, evaluate,
+                                   revisit, views)
 from fedkd.config import RunConfig
 from fedkd.datasets import load_splits
-from fedkd.models import build_model
+from fedkd.knowledge_kinds import KINDS
+from fedkd.models import build_model, derive_seed, shared_init_seed
 from fedkd.partition import partition_indices
-from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, ROUND, RUN, STUDENT, TEACHER
+from fedkd.protocol import (CLASS_LOGITS, KNOWLEDGE, METRICS, MODEL, OWN_CLASS_LOGITS, OWN_ROUND, PUBLIC_LOGITS, QUERY,
+                            ROUND, RUN, STUDENT, TEACHER, WEIGHTS)
 
 app = ClientApp()
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 class _Client:
@@ -32,7 +34,7 @@ class _Client:
 
     def __init__(self, message: Message, context: Context):
         self.config = RunConfig.from_run_config(dict(message.content[RUN]))
-        self.round = int(message.content[ROUND]["server-round"])
+        self.round = message.content[ROUND]
         self.partition_id = int(context.node_config["partition-id"])
         num_partitions = int(context.node_config["num-partitions"])
         if num_partitions != self.config.clients:
@@ -43,45 +45,77 @@ class _Client:
         rows = partition_indices(c)[self.partition_id]
         self.private_x = torch.from_numpy(self.splits.private_x[rows])
         self.private_y = torch.from_numpy(self.splits.private_y[rows])
-        self.model = build_model(c.model_for(self.partition_id), self.splits.input_shape,
-                                 self.splits.num_classes, _seed(c.seed, self.partition_id))
-        if STUDENT in context.state:
+        self.kind = KINDS[str(self.round["knowledge"])]
+        name = c.model_for(self.partition_id)
+        seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
+                else derive_seed(c.seed, self.partition_id))
+        self.model = build_model(name, self.splits.input_shape, self.splits.num_classes, seed,
+                                 embed_dim=c.embed_dim if self.kind.needs_projection else 0)
+        if MODEL in message.content:  # the server's global weights replace the student's
+            self.model.load_state_dict(message.content[MODEL].to_torch_state_dict())
+        elif STUDENT in context.state:
             self.model.load_state_dict(context.state[STUDENT].to_torch_state_dict())
 
     def save(self, context: Context) -> None:
         context.state[STUDENT] = ArrayRecord(self.model.state_dict())
 
 
+def _own_upload(context: Context, rnd: ConfigRecord) -> ArrayRecord | None:
+    """This client's share of the per-class teacher, if its upload went into it."""
+    if OWN_ROUND in context.state and context.state[OWN_ROUND]["round"] == rnd.get("teacher-round"):
+        return context.state[OWN_CLASS_LOGITS]
+    return None
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
-    """Digest the teacher signal (if any), revisit the private shard, reply with knowledge."""
+    """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
     client = _Client(message, context)
-    c, rnd = client.config, message.content[ROUND]
-    schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), c.temperature,
-                        c.kd_weight, c.batch_size, c.lr)
-    generator = torch.Generator().manual_seed(_seed(c.seed, client.partition_id, client.round))
+    c, rnd, content = client.config, client.round, message.content
+    reply = str(rnd["reply"])
+    schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
+                        c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
+    generator = torch.Generator().manual_seed(
+        derive_seed(c.seed, client.partition_id, int(rnd["server-round"])))
     opt = torch.optim.Adam(client.model.parameters(), lr=c.lr)
     metrics = {"partition-id": client.partition_id, "num-examples": len(client.private_y)}
-    if TEACHER in message.content:
-        ids, teacher_logits = knowledge.unpack(message.content[TEACHER])
-        metrics["digest-loss"] = digest(
-            client.model, opt, torch.from_numpy(client.splits.public_x[ids]),
-            torch.from_numpy(teacher_logits), client.private_x, client.private_y, schedule, generator)
-    metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
-                                      schedule.local_epochs, c.batch_size, generator)
+    if reply == CLASS_LOGITS:  # FedDistill: the teacher speaks per class, on private samples
+        width = client.kind.width(client.splits.num_classes, c.embed_dim, c.batch_size)
+        targets, has_target = class_targets(content.get(TEACHER), _own_upload(context, rnd),
+                                            client.splits.num_classes, width)
+        metrics["digest-loss"], metrics["revisit-loss"] = distill_private(
+            client.model, opt, client.private_x, client.private_y, torch.from_numpy(targets),
+            torch.from_numpy(has_target), schedule, generator)
+    else:
+        if TEACHER in content:
+            ids, teacher = knowledge.unpack(content[TEACHER])
+            metrics["digest-loss"] = digest(
+                client.model, opt, torch.from_numpy(client.splits.public_x[ids]),
+                torch.from_numpy(teacher), client.private_x, client.private_y, schedule, generator)
+        metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
+                                          schedule.local_epochs, c.batch_size, generator)
     client.save(context)
-    content = RecordDict({METRICS: MetricRecord(metrics)})
-    if QUERY in message.content:
-        query_ids = knowledge.unpack_ids(message.content[QUERY])
-        logits = predict(client.model, torch.from_numpy(client.splits.public_x[query_ids]))
-        content[KNOWLEDGE] = knowledge.pack(query_ids, logits.numpy())
-    return Message(content=content, reply_to=message)
+    out = RecordDict({METRICS: MetricRecord(metrics)})
+    if reply == PUBLIC_LOGITS:
+        query_ids = knowledge.unpack_ids(content[QUERY])
+        v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
+        out[KNOWLEDGE] = knowledge.pack(query_ids, client.kind.payload(v, c.batch_size))
+    elif reply == CLASS_LOGITS:
+        classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)
+        out[KNOWLEDGE] = knowledge.pack(classes, means)
+        context.state[OWN_CLASS_LOGITS] = knowledge.pack(classes, means)
+        context.state[OWN_ROUND] = ConfigRecord({"round": int(rnd["server-round"])})
+    elif reply == WEIGHTS:
+        out[MODEL] = ArrayRecord(client.model.state_dict())
+    return Message(content=out, reply_to=message)
 
 
 @app.evaluate()
 def evaluate_student(message: Message, context: Context) -> Message:
-    """Accuracy and loss of this client's student on the test set."""
+    """Accuracy and loss of this client's student (or the global model it was sent) on the test set."""
     client = _Client(message, context)
+    if MODEL in message.content:
+        client.save(context)  # the global model is what this client now holds
     acc, loss = evaluate(client.model, torch.from_numpy(client.splits.test_x),
                          torch.from_numpy(client.splits.test_y))
     metrics = MetricRecord({"partition-id": client.partition_id,

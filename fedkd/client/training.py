@@ -1,8 +1,10 @@
 """Local work of one client in one round, in plain PyTorch (no Flower here).
 
 Two phases, as in FedMD: *digest* fits the teacher signal on the public samples
-(soft loss, optionally mixed with the hard loss on private batches by ``kd_weight``),
-then *revisit* trains on the private shard (hard loss).
+(the knowledge kind's loss, optionally mixed with the hard loss on private batches
+by ``kd_weight``), then *revisit* trains on the private shard (hard loss).
+FedDistill has no public data: ``distill_private`` mixes the hard loss with the
+kind's loss towards the teacher's values for each private sample's class.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from flwr.app import ArrayRecord
 from torch import nn
 
-from fedkd.losses import hard_soft_loss, kd_loss
+from fedkd import knowledge
+from fedkd.knowledge_kinds import KINDS, Kind
+from fedkd.losses import hard_soft_loss
 
 
 @dataclass
@@ -25,6 +30,18 @@ class Schedule:
     kd_weight: float
     batch_size: int
     lr: float
+    soft_loss: str = "kl"
+    knowledge: str = "soft-labels"
+
+    @property
+    def kind(self) -> Kind:
+        return KINDS[self.knowledge]
+
+    def soft(self, model: nn.Module, features: torch.Tensor, logits: torch.Tensor,
+             teacher: torch.Tensor) -> torch.Tensor:
+        """The knowledge kind's loss of these samples against the teacher's rows for them."""
+        kind = self.kind
+        return kind.loss(kind.view(model, features, logits), teacher, self.temperature, self.soft_loss)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -32,28 +49,33 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
 def digest(model: nn.Module, opt: torch.optim.Optimizer, public_x: torch.Tensor,
-           teacher_logits: torch.Tensor, private_x: torch.Tensor, private_y: torch.Tensor,
+           teacher: torch.Tensor, private_x: torch.Tensor, private_y: torch.Tensor,
            s: Schedule, generator: torch.Generator) -> float:
     """Fit the teacher signal on public samples; returns the mean soft loss."""
     losses = []
     model.train()
     for _ in range(s.distill_epochs):
-        for batch in _batches(len(public_x), s.batch_size, generator):
-            hard = None
+        for batch in s.kind.batches(len(public_x), s.batch_size, generator):
+            n, x, hard = len(batch), public_x[batch], None
             if s.kd_weight < 1:  # one forward pass over public and private rows together
-                pick = torch.randint(len(private_x), (len(batch),), generator=generator)
-                out = model(torch.cat([public_x[batch], private_x[pick]]))
-                hard = F.cross_entropy(out[len(batch):], private_y[pick])
-            else:
-                out = model(public_x[batch])
-            soft = kd_loss(out[:len(batch)], teacher_logits[batch], s.temperature)
+                pick = torch.randint(len(private_x), (n,), generator=generator)
+                x = torch.cat([x, private_x[pick]])
+            features = model.features(x)
+            logits = model.head(features)
+            if s.kd_weight < 1:
+                hard = F.cross_entropy(logits[n:], private_y[pick])
+            soft = s.soft(model, features[:n], logits[:n], teacher[batch])
             loss = hard_soft_loss(soft, hard, s.kd_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(soft.item())
-    return float(np.mean(losses)) if losses else float("nan")
+    return _mean(losses)
 
 
 def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tensor,
@@ -68,13 +90,76 @@ def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tenso
             loss.backward()
             opt.step()
             losses.append(loss.item())
-    return float(np.mean(losses)) if losses else float("nan")
+    return _mean(losses)
+
+
+def distill_private(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tensor,
+                    private_y: torch.Tensor, class_targets: torch.Tensor, has_target: torch.Tensor,
+                    s: Schedule, generator: torch.Generator) -> tuple[float, float]:
+    """Private epochs whose loss adds, for samples of a class the teacher covers, the
+    kind's loss towards that class's teacher values; returns (mean soft, mean hard loss)."""
+    soft_losses, hard_losses = [], []
+    model.train()
+    for _ in range(s.local_epochs):
+        for batch in _batches(len(private_x), s.batch_size, generator):
+            y = private_y[batch]
+            features = model.features(private_x[batch])
+            logits = model.head(features)
+            hard = F.cross_entropy(logits, y)
+            covered = has_target[y]
+            soft = None
+            if covered.any():
+                soft = s.soft(model, features[covered], logits[covered], class_targets[y[covered]])
+                soft_losses.append(soft.item())
+            loss = hard if soft is None else hard_soft_loss(soft, hard, s.kd_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            hard_losses.append(hard.item())
+    return _mean(soft_losses), _mean(hard_losses)
+
+
+def class_targets(teacher: ArrayRecord | None, own: ArrayRecord | None, num_classes: int, width: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """FedDistill's targets: each class's mean payload over the *other* clients
+    (Jeong et al., 2018), and which classes have any. ``own`` is this client's share
+    of ``teacher`` (None if it did not contribute)."""
+    targets = np.zeros((num_classes, width), np.float32)
+    count = np.zeros(num_classes, np.int64)
+    if teacher is not None:
+        classes, means = knowledge.unpack(teacher)
+        count[classes] = teacher[knowledge.CLIENTS].numpy()
+        targets[classes] = means * count[classes, None]
+    if own is not None:
+        own_classes, own_means = knowledge.unpack(own)
+        targets[own_classes] -= own_means
+        count[own_classes] -= 1
+    has = count > 0
+    targets[has] /= count[has, None]
+    return targets, has
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def views(model: nn.Module, x: torch.Tensor, kind: Kind, batch_size: int = 2048) -> torch.Tensor:
+    """The kind's per-sample view (logits, features or embeddings) of every row of ``x``."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    out = []
+    for i in range(0, len(x), batch_size):
+        features = model.features(x[i:i + batch_size])
+        out.append(kind.view(model, features, model.head(features)))
+    return torch.cat(out)
+
+
+def class_means(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: Kind) -> tuple[np.ndarray, np.ndarray]:
+    """(classes present in ``y``, mean view of the model on each class's samples)."""
+    v = views(model, x, kind)
+    classes = torch.unique(y)
+    means = torch.stack([v[y == k].mean(0) for k in classes])
+    return classes.numpy(), means.numpy().astype(np.float32)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return views(model, x, KINDS["soft-labels"])
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -51,6 +51,7 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
         "acc_p10_final": float(final["acc_p10"]),
         "acc_mean_last3": float(server.loc[rounds[-3:], "acc_mean"].mean()),
         "teacher_acc_final": float(final.get("teacher_acc", np.nan)),
+        "server_acc_final": float(final.get("server_acc", np.nan)),
         "bytes_up_total": int(server["bytes_up"].sum()),
         "bytes_down_total": int(server["bytes_down"].sum()),
         "memory_mb_max": float(server["memory_mb"].max()),
@@ -74,7 +75,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
         "model_parameters": params, "private_pool": len(splits.private_y),
         "public_size": len(splits.public_y), "test_size": len(splits.test_y),
     })
-    strategy = STRATEGIES[config.strategy](config, spec.num_classes)
+    strategy = STRATEGIES[config.strategy](config, splits)
     table = MetricsTable(run_dir)
     start = time.perf_counter()
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log

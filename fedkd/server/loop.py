@@ -2,8 +2,9 @@
 
 Round 0 reaches every client: local training only (the local-only reference) and
 the first knowledge. Rounds 1..R reach the sampled clients. Every round records
-per-client test accuracy, the teacher signal's accuracy on the hidden public labels,
-the bytes of every message in each direction and the round's wall time.
+per-client test accuracy, the strategy's server-side figures (the teacher signal's
+accuracy on the hidden public labels, a server model's test accuracy), the bytes
+of every message in each direction and the round's wall time.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
-from fedkd import knowledge
-from fedkd.memory import process_tree_mb
 from fedkd.config import RunConfig
-from fedkd.datasets import load_splits
+from fedkd.memory import process_tree_mb
 from fedkd.protocol import METRICS
 from fedkd.results import SERVER, MetricsTable
-from fedkd.strategies.base import KnowledgeStrategy
+from fedkd.strategies.base import FedkdStrategy
 from fedkd.wire import message_bytes
 
 REPLY_TIMEOUT_S = 3600.0
@@ -44,6 +43,8 @@ def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 600.0) -> list[
 def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list[int]]
               ) -> list[Message]:
     """Send, receive, and add each message's serialized size to its node's [up, down]."""
+    if not messages:
+        return []
     for m in messages:
         bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m)
     replies = list(grid.send_and_receive(messages, timeout=REPLY_TIMEOUT_S))
@@ -52,23 +53,22 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
     return replies
 
 
-def run_rounds(grid: Grid, config: RunConfig, strategy: KnowledgeStrategy, table: MetricsTable,
+def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: MetricsTable,
                on_round: Callable[[int, dict[str, float]], None]) -> None:
     """Rounds 0..R; after each, rows go to ``table`` (flushed) and server metrics to ``on_round``."""
-    splits = load_splits(config.dataset, config.seed, config.public_size)
     wait_for_nodes(grid, config.clients)
     strategy.summary()
-    teacher = ArrayRecord()
+    state = ArrayRecord()  # what aggregation returns: the teacher signal or the global models
     latest_acc: dict[int, float] = {}
     for rnd in range(config.rounds + 1):
         start = time.perf_counter()
         bytes_by_node: dict[int, list[int]] = {}
-        train_msgs = list(strategy.configure_train(rnd, teacher, ConfigRecord(), grid))
+        train_msgs = list(strategy.configure_train(rnd, state, ConfigRecord(), grid))
         replies = _exchange(grid, train_msgs, bytes_by_node)
-        new_teacher, _ = strategy.aggregate_train(rnd, replies)
-        if new_teacher is not None:
-            teacher = new_teacher
-        eval_msgs = list(strategy.configure_evaluate(rnd, teacher, ConfigRecord(), grid))
+        new_state, _ = strategy.aggregate_train(rnd, replies)
+        if new_state is not None:
+            state = new_state
+        eval_msgs = list(strategy.configure_evaluate(rnd, state, ConfigRecord(), grid))
         eval_replies = _exchange(grid, eval_msgs, bytes_by_node)
         strategy.aggregate_evaluate(rnd, eval_replies)
         elapsed = time.perf_counter() - start
@@ -104,9 +104,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: KnowledgeStrategy, table
         if len(accs):
             server.update(acc_mean=accs.mean(), acc_p10=np.percentile(accs, 10),
                           acc_min=accs.min(), acc_max=accs.max())
-        if new_teacher is not None:
-            ids, logits = knowledge.unpack(new_teacher)
-            server["teacher_acc"] = float((logits.argmax(1) == splits.public_y[ids]).mean())
+        server.update(strategy.server_metrics(state))
         for key, value in server.items():
             table.add(rnd, SERVER, key, value)
         table.flush()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-HEADER = "round    clients  acc mean    p10    min    max  teacher   up MB  down MB  time s"
+HEADER = "round    clients  acc mean    p10    min    max  teacher  server   up MB  down MB  time s"
 
 
 def _mb(n: float) -> str:
@@ -21,28 +21,31 @@ def format_round(rnd: int, rounds: int, m: dict[str, float]) -> str:
     """One line of the per-round table."""
     nan = float("nan")
     teacher = f"{m['teacher_acc']:7.3f}" if "teacher_acc" in m else "      -"
+    server = f"{m['server_acc']:7.3f}" if "server_acc" in m else "      -"
     return (f"{rnd:>2}/{rounds:<2}  {int(m['replied']):>4}/{int(m['sampled']):<4}"
             f"  {m.get('acc_mean', nan):8.3f} {m.get('acc_p10', nan):6.3f}"
-            f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher}"
+            f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher} {server}"
             f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}")
 
 
 class RoundProgress:
-    """Context manager; call it with (round, server metrics) after every round."""
+    """Context manager; call it with (round, server metrics) after every round.
+    ``lines=False`` keeps the bar but prints no per-round lines (sweeps)."""
 
-    def __init__(self, rounds: int, quiet: bool = False, console: Console | None = None):
-        self.rounds, self.quiet = rounds, quiet
+    def __init__(self, rounds: int, quiet: bool = False, console: Console | None = None, lines: bool = True,
+                 label: str = "rounds"):
+        self.rounds, self.quiet, self.lines = rounds, quiet, lines
         self.console = console or Console(highlight=False)
         self.progress = Progress(
-            TextColumn("[bold]rounds"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), console=self.console, transient=True, disable=quiet,
         )
-        self.task = self.progress.add_task("rounds", total=rounds + 1,
+        self.task = self.progress.add_task(label, total=rounds + 1,
                                            status="round 0: local training (starting clients)")
 
     def __enter__(self) -> "RoundProgress":
-        if not self.quiet:
+        if self.lines and not self.quiet:
             self.console.print(f"[bold]{HEADER}[/bold]", soft_wrap=True)
         self.progress.start()
         return self
@@ -53,7 +56,8 @@ class RoundProgress:
     def __call__(self, rnd: int, m: dict[str, float]) -> None:
         if self.quiet:
             return
-        self.progress.console.print(format_round(rnd, self.rounds, m), soft_wrap=True)
+        if self.lines:
+            self.progress.console.print(format_round(rnd, self.rounds, m), soft_wrap=True)
         status = f"acc mean {m.get('acc_mean', float('nan')):.3f}"
         if rnd < self.rounds:
             status += f", round {rnd + 1} running"

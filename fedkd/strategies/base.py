@@ -1,9 +1,12 @@
-"""What every knowledge-sharing strategy has in common, as a Flower message-API Strategy.
+"""What every fedkd strategy has in common, as a Flower message-API Strategy.
 
 Clients are sampled by *partition id* with the run's seed (Flower's node ids are
 random), round 0 reaches every node and teaches the server which node holds which
-partition, and every reply is validated before a strategy's aggregation rule sees it.
-A subclass decides which public ids to ask about and how to aggregate knowledge.
+partition, and every reply is validated before a strategy's aggregation rule sees
+it. A subclass says what clients reply with (``reply``), which records they get
+(``train_records``, ``partition_records``), how a reply is checked
+(``validate_reply``) and how accepted replies become the next server state
+(``aggregate_replies``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from logging import INFO
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -20,8 +24,13 @@ from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from fedkd import knowledge
-from fedkd.config import RunConfig
-from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, ROUND, RUN, TEACHER
+from fedkd.config import ConfigError, RunConfig
+from fedkd.datasets import Splits
+from fedkd.knowledge_kinds import KINDS
+from fedkd.protocol import KNOWLEDGE, METRICS, PUBLIC_LOGITS, QUERY, ROUND, RUN, TEACHER
+from fedkd.server.model import ServerModel
+
+Record = ArrayRecord | ConfigRecord
 
 
 @dataclass
@@ -34,33 +43,72 @@ class RoundReport:
     rejected: dict[int, str] = field(default_factory=dict)  # partition id -> reason
 
 
-class KnowledgeStrategy(Strategy):
+class FedkdStrategy(Strategy):
     """Base of fedkd's strategies: sampling, messages, validation; subclasses aggregate."""
 
     name = "base"
+    reply = PUBLIC_LOGITS  # what clients send back (see fedkd.protocol)
+    shared_init = False  # True: all students of one architecture start from the same weights
+    min_local_epochs = 0  # 1 where clients learn from nothing but their shard
+    kinds: tuple[str, ...] | None = ("soft-labels",)  # knowledge kinds it carries; None: exchanges none
 
-    def __init__(self, config: RunConfig, num_classes: int):
+    def __init__(self, config: RunConfig, splits: Splits):
         self.config = config
-        self.num_classes = num_classes
+        self.splits = splits
+        self.num_classes = splits.num_classes
+        self.kind = KINDS[config.knowledge if self.kinds else "soft-labels"]
+        self.width = self.kind.width(splits.num_classes, config.embed_dim, config.batch_size)  # per id or class
         self.nodes: dict[int, int] = {}  # partition id -> node id, learned in round 0
         self.report = RoundReport()
-        self._query_ids = np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def check(cls, config: RunConfig) -> None:
+        """Raise ConfigError when this strategy cannot run ``config`` (called by validation)."""
+        if cls.kinds is not None and config.knowledge not in cls.kinds:
+            raise ConfigError("knowledge", config.knowledge,
+                              f"--strategy={cls.name} carries {', '.join(cls.kinds)}; relational and "
+                              "contrastive knowledge run with fedmd, prototypes with feddistill")
+        if config.online and config.knowledge != "soft-labels":
+            raise ConfigError("online", config.online, f"the server model learns from soft labels; "
+                              f"--knowledge={config.knowledge} cannot teach it")
+        if config.online and not issubclass(cls, KnowledgeStrategy):
+            raise ConfigError("online", config.online,
+                              f"--strategy={cls.name} has no public-set teacher signal for a server model to "
+                              "join; online distillation runs with fedmd, feddf-logits or dsfl")
 
     # ------------------------------------------------------- for subclasses
-    @abstractmethod
-    def query_ids(self, server_round: int) -> np.ndarray:
-        """Sorted public ids on which clients compute knowledge this round."""
+    def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
+        """Records every sampled client gets this round, besides the run and round records."""
+        return {}
 
-    @abstractmethod
-    def aggregate(self, logits: list[np.ndarray], num_examples: list[int]) -> np.ndarray:
-        """The next teacher signal from validated client logits (ordered by partition id)."""
+    def partition_records(self, partition_id: int, arrays: ArrayRecord) -> dict[str, Record]:
+        """Records for one client (train and evaluate), e.g. the model of its architecture."""
+        return {}
+
+    def validate_reply(self, partition_id: int, reply: Message) -> Any:
+        """The reply's payload, checked; raise KnowledgeError (or KeyError) to reject it."""
+        return None
+
+    def aggregate_replies(self, server_round: int, payloads: dict[int, Any]
+                          ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """The next server state from accepted payloads (by partition id, in order);
+        nothing by default (clients that only learn locally)."""
+        return None, None
+
+    def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
+        """Server-side figures of the round (teacher or server-model accuracy)."""
+        return {}
+
+    def client_temperature(self) -> float:
+        return self.config.temperature
 
     def schedule(self, server_round: int) -> dict[str, int]:
-        """Epochs of each client phase; round 0 is local-only training."""
+        """Epochs of each client phase (and other per-round settings clients need);
+        round 0 is local-only training."""
         c = self.config
         if server_round == 0:
             return {"distill-epochs": 0, "local-epochs": c.init_epochs}
-        return {"distill-epochs": c.distill_epochs, "local-epochs": c.local_epochs}
+        return {"distill-epochs": c.distill_epochs, "local-epochs": max(c.local_epochs, self.min_local_epochs)}
 
     # ------------------------------------------------------------- sampling
     def sample(self, server_round: int) -> list[int]:
@@ -72,30 +120,33 @@ class KnowledgeStrategy(Strategy):
         rng = np.random.default_rng([c.seed, 3, server_round])
         return sorted(int(p) for p in rng.choice(c.clients, size=k, replace=False))
 
-    def _node_ids(self, partitions: list[int], grid: Grid) -> list[int]:
+    def _messages(self, partitions: list[int], grid: Grid, common: dict[str, Record],
+                  arrays: ArrayRecord, message_type: str) -> list[Message]:
         if not self.nodes:  # round 0: the mapping is learned from the replies
-            return sorted(grid.get_node_ids())
+            return [Message(content=RecordDict(common), dst_node_id=node, message_type=message_type)
+                    for node in sorted(grid.get_node_ids())]
         # A node whose round-0 reply failed never said which partition it holds.
-        return [self.nodes[p] for p in partitions if p in self.nodes]
+        return [Message(content=RecordDict({**common, **self.partition_records(p, arrays)}),
+                        dst_node_id=self.nodes[p], message_type=message_type)
+                for p in partitions if p in self.nodes]
+
+    def _round_record(self, server_round: int, config: ConfigRecord, **extra: Any) -> ConfigRecord:
+        return ConfigRecord({**config, "server-round": server_round, "reply": self.reply,
+                             "knowledge": self.kind.name, "temperature": self.client_temperature(),
+                             "shared-init": int(self.shared_init), **extra})
 
     # ---------------------------------------------------------------- train
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.report = RoundReport(sampled=self.sample(server_round))
-        self._query_ids = self.query_ids(server_round)
-        content = RecordDict({
-            RUN: ConfigRecord(self.config.to_run_config()),
-            ROUND: ConfigRecord({**config, "server-round": server_round, **self.schedule(server_round)}),
-            QUERY: knowledge.pack_ids(self._query_ids),
-        })
-        if len(arrays) > 0:
-            content[TEACHER] = arrays
-        return [Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
-                for node in self._node_ids(self.report.sampled, grid)]
+        common = {RUN: ConfigRecord(self.config.to_run_config()),
+                  ROUND: self._round_record(server_round, config, **self.schedule(server_round)),
+                  **self.train_records(server_round, arrays)}
+        return self._messages(self.report.sampled, grid, common, arrays, MessageType.TRAIN)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        valid: dict[int, tuple[np.ndarray, int]] = {}
+        payloads: dict[int, Any] = {}
         for msg in replies:
             if msg.has_error():
                 self.report.failed.append(msg.error.reason)
@@ -105,27 +156,19 @@ class KnowledgeStrategy(Strategy):
             self.nodes[pid] = msg.metadata.src_node_id
             self.report.replied[pid] = metrics
             try:
-                logits = knowledge.validate(msg.content[KNOWLEDGE], self._query_ids, self.num_classes)
+                payloads[pid] = self.validate_reply(pid, msg)
             except (KeyError, knowledge.KnowledgeError) as err:
                 self.report.rejected[pid] = str(err)
-                continue
-            valid[pid] = (logits, int(metrics["num-examples"]))
-        if not valid:
+        if not payloads:
             return None, None
-        order = sorted(valid)
-        teacher = self.aggregate([valid[p][0] for p in order], [valid[p][1] for p in order])
-        return knowledge.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(order)})
+        return self.aggregate_replies(server_round, {p: payloads[p] for p in sorted(payloads)})
 
     # ------------------------------------------------------------- evaluate
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         """Evaluate the students that trained this round (the others did not change)."""
-        content = RecordDict({
-            RUN: ConfigRecord(self.config.to_run_config()),
-            ROUND: ConfigRecord({**config, "server-round": server_round}),
-        })
-        return [Message(content=content, dst_node_id=self.nodes[p], message_type=MessageType.EVALUATE)
-                for p in sorted(self.report.replied)]
+        common = {RUN: ConfigRecord(self.config.to_run_config()), ROUND: self._round_record(server_round, config)}
+        return self._messages(sorted(self.report.replied), grid, common, arrays, MessageType.EVALUATE)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         accs = [msg.content[METRICS]["test-acc"] for msg in replies if not msg.has_error()]
@@ -133,5 +176,69 @@ class KnowledgeStrategy(Strategy):
 
     def summary(self) -> None:
         c = self.config
-        log(INFO, "%s: %d clients, fraction %.2f, %d public ids per round, T=%.2f, kd-weight %.2f",
-            self.name, c.clients, c.fraction, c.public_subset, c.temperature, c.kd_weight)
+        log(INFO, "%s: %d clients, fraction %.2f, models %s, T=%.2f, kd-weight %.2f",
+            self.name, c.clients, c.fraction, c.models, c.temperature, c.kd_weight)
+
+
+class KnowledgeStrategy(FedkdStrategy):
+    """Clients reply with logits on public ids the server picks; the teacher signal is
+    knowledge on those ids. Subclasses aggregate the validated logits.
+
+    A strategy with a server model (``has_server_model``, or any with ``online=1``)
+    distils each round's aggregate into it; online, the server model is one more
+    party whose predictions enter the aggregate, so server and clients learn from
+    each other in the same round.
+    """
+
+    has_server_model = False
+
+    def __init__(self, config: RunConfig, splits: Splits):
+        super().__init__(config, splits)
+        self._query_ids = np.zeros(0, dtype=np.int64)
+        self.server_model = ServerModel(config, splits) if self.has_server_model or config.online else None
+
+    @abstractmethod
+    def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
+        """The aggregate of the parties' logits on the round's public ids (ordered by
+        partition id; online, the server model's come last)."""
+
+    def teacher_from(self, public_x: np.ndarray, aggregate: np.ndarray) -> np.ndarray:
+        """The teacher signal sent to clients: the aggregate itself, by default."""
+        return aggregate
+
+    def query_ids(self, server_round: int) -> np.ndarray:
+        """A fresh random subset of the public set each round (sorted ids)."""
+        c = self.config
+        rng = np.random.default_rng([c.seed, 2, server_round])
+        return np.sort(rng.choice(c.public_size, size=c.public_subset, replace=False))
+
+    def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
+        self._query_ids = self.query_ids(server_round)
+        records: dict[str, Record] = {QUERY: knowledge.pack_ids(self._query_ids)}
+        if len(arrays) > 0:
+            records[TEACHER] = arrays
+        return records
+
+    def validate_reply(self, partition_id: int, reply: Message) -> np.ndarray:
+        return knowledge.validate(reply.content[KNOWLEDGE], self._query_ids, self.width)
+
+    def aggregate_replies(self, server_round: int, payloads: dict[int, np.ndarray]
+                          ) -> tuple[ArrayRecord, MetricRecord]:
+        public_x = self.splits.public_x[self._query_ids]
+        logits = list(payloads.values())
+        if self.config.online:
+            logits.append(self.server_model.predict(public_x))
+        aggregate = self.aggregate(logits)
+        if self.server_model is not None:
+            self.server_model.distill(public_x, aggregate)
+        teacher = self.teacher_from(public_x, aggregate)
+        return knowledge.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(payloads)})
+
+    def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
+        """Accuracy of the teacher signal against the public labels hidden from everyone,
+        and the server model's figures where there is one."""
+        metrics = self.server_model.metrics() if self.server_model is not None else {}
+        if len(arrays) > 0 and self.kind.name == "soft-labels":
+            ids, logits = knowledge.unpack(arrays)
+            metrics["teacher_acc"] = float((logits.argmax(1) == self.splits.public_y[ids]).mean())
+        return metrics

@@ -1,0 +1,62 @@
+"""Centralized training on the pooled private data: the upper bound of every comparison.
+
+No client trains or sends anything: the server pools every client's shard (which
+no federated method may do) and trains one model of each architecture in
+``models`` with the clients' optimiser settings: ``init-epochs`` in round 0, then
+``local-epochs`` (at least 1) a round. Each client is credited with the model of its own
+architecture, so the accuracy figures compare with the federated ones client for
+client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+
+from fedkd.client.training import revisit
+from fedkd.models import build_model, derive_seed
+from fedkd.partition import partition_indices
+from fedkd.server.model import accuracy_on_test
+from fedkd.strategies.base import FedkdStrategy, RoundReport
+
+
+class Centralized(FedkdStrategy):
+    name = "centralized"
+    min_local_epochs = 1
+    kinds = None
+
+    def __init__(self, config, splits):
+        super().__init__(config, splits)
+        rows = np.sort(np.concatenate(partition_indices(config)))
+        self.x = torch.from_numpy(splits.private_x[rows])
+        self.y = torch.from_numpy(splits.private_y[rows])
+        self.models = {name: build_model(name, splits.input_shape, self.num_classes, derive_seed(config.seed, 13, i))
+                       for i, name in enumerate(config.model_names)}
+        self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=config.lr) for name, m in self.models.items()}
+        self.generator = torch.Generator().manual_seed(derive_seed(config.seed, 14))
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self.report = RoundReport()
+        return []
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return []
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                        ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        epochs = self.schedule(server_round)["local-epochs"]
+        for name, model in self.models.items():
+            revisit(model, self.optimizers[name], self.x, self.y, epochs, self.config.batch_size, self.generator)
+        return None, None
+
+    def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
+        acc_by_model = {name: accuracy_on_test(m, self.splits) for name, m in self.models.items()}
+        accs = np.array([acc_by_model[self.config.model_for(p)] for p in range(self.config.clients)])
+        return {"acc_mean": accs.mean(), "acc_p10": np.percentile(accs, 10), "acc_min": accs.min(),
+                "acc_max": accs.max(), "server_acc": float(np.mean(list(acc_by_model.values())))}

@@ -1,0 +1,28 @@
+"""FedDF with predictions only: ensemble distillation where no weights cross the wire.
+
+The server-side step of FedDF (Lin, Kong, Stich & Jaggi, NeurIPS 2020;
+arXiv:2006.07242) without its parameter averaging: clients send logits on a fresh
+public subset, the server averages them (AVGLOGITS), distils the ensemble into its
+own model (``server-model``; temperature 1, Adam 1e-3, early stopping on the
+labelled validation split, as the paper) and sends that model's logits on the
+subset back as the teacher signal. Heterogeneous students need no grouping. See
+``feddf`` for the paper's weight-sharing protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedkd import knowledge
+from fedkd.strategies.base import KnowledgeStrategy
+
+
+class FedDFLogits(KnowledgeStrategy):
+    name = "feddf-logits"
+    has_server_model = True
+
+    def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
+        return knowledge.mean_logits(logits)
+
+    def teacher_from(self, public_x: np.ndarray, aggregate: np.ndarray) -> np.ndarray:
+        return self.server_model.predict(public_x)

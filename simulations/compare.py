@@ -1,0 +1,159 @@
+"""Compare strategies on one scenario: same seed, same partition, same students.
+
+    python simulations/compare.py --clients 100
+    python simulations/compare.py --clients 100 --seeds 0,1,2 --strategies fedmd,dsfl,local,centralized
+
+Each strategy runs through the same simulation as ``run.py`` (every run-config
+flag applies to all of them) and keeps its own results folder. A strategy that
+cannot run the scenario (FedAvg with mixed architectures) is listed with the
+reason instead. Written to ``<out>/compare-<time>/``: ``runs/<strategy>-s<seed>/``,
+``comparison.csv`` and ``comparison.md`` (mean ± std over seeds), and the plots
+``accuracy_per_round.png`` and ``accuracy_vs_bytes.png``. Accuracy is the last
+round's (and the mean of the last 3 rounds), never the best over rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.config import ConfigError, RunConfig
+from fedkd.plots import plot_comparison
+from fedkd.results import read_server_metrics, write_atomic
+from fedkd.server.progress import RoundProgress
+from fedkd.strategies import STRATEGIES
+
+COLUMNS = {  # column -> heading in the markdown table
+    "acc_final": "accuracy (final)", "acc_last3": "accuracy (last 3 rounds)", "acc_p10": "p10 client",
+    "server_acc": "server model", "up_mb": "uplink MB", "down_mb": "downlink MB",
+    "up_kb_per_client_round": "uplink KB / client-round", "wall_s": "wall time s",
+}
+
+
+def _list(parser, flag: str, text: str, allowed=None) -> list[str]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        parser.error(f"--{flag}={text}: a comma-separated list")
+    unknown = [s for s in items if allowed is not None and s not in allowed]
+    if unknown:
+        parser.error(f"--{flag}={text}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return items
+
+
+def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
+    """Simulate one strategy and return its row (figures from its summary and metrics)."""
+    from fedkd.simulation import simulate
+
+    run_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    with RoundProgress(config.rounds, lines=False, label=label) as progress:
+        simulate(config, run_dir, on_round=progress)
+    s = json.loads((run_dir / "summary.json").read_text())
+    client_rounds = read_server_metrics(run_dir)["replied"].sum()
+    return {
+        "acc_final": s["acc_mean_final"], "acc_last3": s["acc_mean_last3"], "acc_p10": s["acc_p10_final"],
+        "server_acc": s["server_acc_final"], "up_mb": s["bytes_up_total"] / 1e6,
+        "down_mb": s["bytes_down_total"] / 1e6,
+        "up_kb_per_client_round": s["bytes_up_total"] / 1e3 / client_rounds if client_rounds else np.nan,
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every figure, per strategy (in the order they ran)."""
+    ok = runs[runs.status == "ok"]
+    order = list(dict.fromkeys(runs.strategy))
+    mean = ok.groupby("strategy")[list(COLUMNS)].mean().reindex(order)
+    std = ok.groupby("strategy")[list(COLUMNS)].std(ddof=0).reindex(order)
+    table = mean.join(std.add_suffix("_std"))
+    table["seeds"] = ok.groupby("strategy").size().reindex(order).fillna(0).astype(int)
+    table["status"] = runs.groupby("strategy")["status"].first().reindex(order)
+    return table.reset_index()
+
+
+def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
+    def cell(row, col) -> str:
+        value, std = row[col], row[f"{col}_std"]
+        if pd.isna(value):
+            return "–"
+        digits = 3 if col.startswith(("acc", "server")) else 2
+        return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if len(seeds) > 1 else "")
+
+    lines = ["| strategy | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for _, row in table.iterrows():
+        if row.status != "ok":
+            lines.append(f"| {row.strategy} | {row.status} |" + " |" * (len(COLUMNS) - 1))
+            continue
+        lines.append(f"| {row.strategy} | " + " | ".join(cell(row, c) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("compare.py", __doc__.split("\n")[0])
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), metavar="LIST",
+                        help=f"strategies to compare (default: all: {','.join(STRATEGIES)})")
+    parser.add_argument("--seeds", default=None, metavar="LIST", help="seeds, e.g. 0,1,2 (default: --seed)")
+    args = parser.parse_args(argv)
+    base = resolve(parser, args)
+    strategies = _list(parser, "strategies", args.strategies, STRATEGIES)
+    try:
+        seeds = [int(s) for s in _list(parser, "seeds", args.seeds)] if args.seeds else [base.seed]
+    except ValueError:
+        parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
+    if min(seeds) < 0:
+        parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+
+    out = Path(base.out) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True)
+    rows, total = [], len(strategies) * len(seeds)
+    print(f"comparing {', '.join(strategies)} on {base.dataset}, {base.clients} clients ({base.partition}), "
+          f"models {base.models}, {base.rounds} rounds, seeds {seeds} -> {out}/")
+    for seed in seeds:
+        prepare_data(parser, base.replace(seed=seed))
+        for strategy in strategies:
+            label = f"[{len(rows) + 1}/{total}] {strategy} seed {seed}"
+            row = {"strategy": strategy, "seed": seed}
+            try:
+                config = base.replace(strategy=strategy, seed=seed, out=str(out / "runs"))
+            except ConfigError as err:
+                rows.append({**row, "status": f"not run: {err.allowed}"})
+                print(f"{label}: not run: {err.allowed}")
+                continue
+            run_dir = out / "runs" / f"{strategy}-s{seed}"
+            try:
+                figures = run_one(config, run_dir, label)
+            except Exception as err:  # one failed run must not lose the others
+                rows.append({**row, "status": f"failed: {err}"})
+                print(f"{label}: failed: {err}")
+                continue
+            rows.append({**row, "status": "ok", "run_dir": str(run_dir), **figures})
+            print(f"{label}: accuracy {figures['acc_final']:.3f} (last 3: {figures['acc_last3']:.3f}), "
+                  f"uplink {figures['up_mb']:.2f} MB, {figures['wall_s']:.0f} s", flush=True)
+            pd.DataFrame(rows).to_csv(out / "runs.csv", index=False)  # each finished run is kept
+
+    runs = pd.DataFrame(rows)
+    runs.to_csv(out / "runs.csv", index=False)
+    table = summarize(runs)
+    table.to_csv(out / "comparison.csv", index=False)
+    write_atomic(out / "comparison.md", markdown(table, seeds))
+    done = runs[runs.status == "ok"]
+    per_round = {s: [read_server_metrics(Path(d)) for d in g.run_dir] for s, g in done.groupby("strategy", sort=False)}
+    plot_comparison(per_round, out, f"{base.dataset}, {base.clients} clients, {base.partition} partition, "
+                                     f"models {base.models}, seeds {','.join(map(str, seeds))}")
+    print()
+    print(markdown(table, seeds))
+    print(f"results: {out}/ (comparison.csv, comparison.md, runs.csv, accuracy_per_round.png, "
+          f"accuracy_vs_bytes.png, runs/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
