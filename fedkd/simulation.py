@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from fedkd.config import RunConfig
@@ -45,6 +46,7 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     The ServerApp runs in this process, so results are written here also when the
     clients run on a Ray cluster (``ray_address``, e.g. ``"10.0.0.5:6379"``).
     """
+    started = time.perf_counter()
     from flwr.simulation import run_simulation
 
     from fedkd import flower_patches
@@ -57,7 +59,7 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
         logging.getLogger("flwr").addFilter(_KNOWN_DEPRECATION)  # a no-op when already added
 
     run_simulation(
-        server_app=make_server_app(config, run_dir, on_round),
+        server_app=make_server_app(config, run_dir, on_round, started),
         client_app=client_app,
         num_supernodes=config.clients,
         backend_config=backend_config(cpus_per_client, verbose, ray_address),

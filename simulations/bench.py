@@ -6,7 +6,9 @@
 (b) the compute floor: the same round loop, strategy and ClientApp, the messages
     handed to a plain ``multiprocessing`` pool with as many processes as cores (no
     Flower engine, no Ray).
-Both runs use the same seed and must give the same metrics; the script checks it.
+(c) for reference, FedAvg (Flower's own aggregation) on Flower + Ray with the same
+    clients, rounds and data, every client on the workload's first model.
+Runs (a) and (b) use the same seed and must give the same metrics; the script checks it.
 It prints, per mode, the start-up + round-0 time, the median round time over rounds
 after the first, client-rounds per second, and the peak memory (PSS) of the process
 and all its descendants; then the ratio a/b. Results also go to a CSV.
@@ -91,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         simulate(config, run_dir, on_round=lambda r, m: print(f"  flower round {r}: {m['wall_time_s']:.2f} s",
                                                               flush=True))
 
+    fedavg_config = config.replace(strategy="fedavg", models=config.model_names[0])
+
+    def fedavg(run_dir: Path) -> None:
+        simulate(fedavg_config, run_dir, on_round=lambda r, m: print(
+            f"  fedavg round {r}: {m['wall_time_s']:.2f} s", flush=True))
+
     def floor(run_dir: Path) -> None:
         grid = PoolGrid(config.clients, args.workers)
         try:
@@ -101,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for mode, run in (("fedkd on Flower + Ray", flower), ("compute floor (multiprocessing)", floor)):
+        modes = (("fedkd on Flower + Ray", flower), ("compute floor (multiprocessing)", floor),
+                 (f"FedAvg on Flower + Ray ({fedavg_config.models})", fedavg))
+        for mode, run in modes:
             print(f"{mode} ...", flush=True)
             run_dir = Path(tmp) / mode.split()[0]
             run_dir.mkdir()

@@ -2,9 +2,11 @@
 
     python simulations/compare.py --clients 100
     python simulations/compare.py --clients 100 --seeds 0,1,2 --strategies fedmd,dsfl,local,centralized
+    python simulations/compare.py --clients 100 --strategies fedmd,fedmd:knowledge=relational,fedmd:online=1
 
 Each strategy runs through the same simulation as ``run.py`` (every run-config
-flag applies to all of them) and keeps its own results folder. A strategy that
+flag applies to all of them) and keeps its own results folder; a strategy may
+carry its own run-config values (``name:key=value:key=value``). A strategy that
 cannot run the scenario (FedAvg with mixed architectures) is listed with the
 reason instead. Written to ``<out>/compare-<time>/``: ``runs/<strategy>-s<seed>/``,
 ``comparison.csv`` and ``comparison.md`` (mean ± std over seeds), and the plots
@@ -37,14 +39,30 @@ COLUMNS = {  # column -> heading in the markdown table
 }
 
 
-def _list(parser, flag: str, text: str, allowed=None) -> list[str]:
+def _list(parser, flag: str, text: str) -> list[str]:
     items = [s.strip() for s in text.split(",") if s.strip()]
     if not items:
         parser.error(f"--{flag}={text}: a comma-separated list")
-    unknown = [s for s in items if allowed is not None and s not in allowed]
-    if unknown:
-        parser.error(f"--{flag}={text}: unknown {', '.join(unknown)}; allowed: {', '.join(allowed)}")
     return items
+
+
+def parse_variant(parser, text: str, base: RunConfig) -> tuple[str, dict[str, str]]:
+    """``name[:key=value...]`` -> (strategy, run-config overrides); exits 2 on a bad one."""
+    name, *pairs = text.split(":")
+    if name not in STRATEGIES:
+        parser.error(f"--strategies: unknown {name}; allowed: {', '.join(STRATEGIES)}")
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in RunConfig.keys():
+            parser.error(f"--strategies: {text!r}: expected {name}:key=value with a run-config key")
+        overrides[key] = value
+    try:
+        RunConfig.from_run_config({**base.to_run_config(), "strategy": name, **overrides})
+    except ConfigError as err:
+        if err.key in overrides or err.key == "strategy":  # the variant itself is wrong
+            parser.error(f"--strategies: {text!r}: --{err.key}={err.value}: {err.allowed}")
+    return name, overrides
 
 
 def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
@@ -57,7 +75,9 @@ def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
         simulate(config, run_dir, on_round=progress)
     s = json.loads((run_dir / "summary.json").read_text())
     client_rounds = read_server_metrics(run_dir)["replied"].sum()
+    by_model = {f"acc_{m}": a for m, a in s["acc_mean_final_by_model"].items()}
     return {
+        **by_model,
         "acc_final": s["acc_mean_final"], "acc_last3": s["acc_mean_last3"], "acc_p10": s["acc_p10_final"],
         "server_acc": s["server_acc_final"], "up_mb": s["bytes_up_total"] / 1e6,
         "down_mb": s["bytes_down_total"] / 1e6,
@@ -68,7 +88,7 @@ def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of every figure, per strategy (in the order they ran)."""
-    ok = runs[runs.status == "ok"]
+    ok = runs[runs.status == "ok"].reindex(columns=["strategy", *COLUMNS])
     order = list(dict.fromkeys(runs.strategy))
     mean = ok.groupby("strategy")[list(COLUMNS)].mean().reindex(order)
     std = ok.groupby("strategy")[list(COLUMNS)].std(ddof=0).reindex(order)
@@ -76,6 +96,20 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     table["seeds"] = ok.groupby("strategy").size().reindex(order).fillna(0).astype(int)
     table["status"] = runs.groupby("strategy")["status"].first().reindex(order)
     return table.reset_index()
+
+
+def by_model_markdown(runs: pd.DataFrame, models: list[str]) -> str:
+    """Final accuracy of each architecture's clients, per strategy (mean over seeds)."""
+    columns = [f"acc_{m}" for m in models if f"acc_{m}" in runs]
+    ok = runs[runs.status == "ok"]
+    if len(models) < 2 or not columns or ok.empty:
+        return ""
+    mean = ok.groupby("strategy", sort=False)[columns].mean()
+    lines = ["| strategy | " + " | ".join(f"{m} clients" for m in models) + " |",
+             "|---" * (len(models) + 1) + "|"]
+    for strategy, row in mean.iterrows():
+        lines.append(f"| {strategy} | " + " | ".join("–" if pd.isna(v) else f"{v:.3f}" for v in row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
@@ -102,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, metavar="LIST", help="seeds, e.g. 0,1,2 (default: --seed)")
     args = parser.parse_args(argv)
     base = resolve(parser, args)
-    strategies = _list(parser, "strategies", args.strategies, STRATEGIES)
+    strategies = _list(parser, "strategies", args.strategies)
     try:
         seeds = [int(s) for s in _list(parser, "seeds", args.seeds)] if args.seeds else [base.seed]
     except ValueError:
         parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
     if min(seeds) < 0:
         parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
+    variants = {text: parse_variant(parser, text, base) for text in strategies}
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
     out = Path(base.out) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -121,13 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         for strategy in strategies:
             label = f"[{len(rows) + 1}/{total}] {strategy} seed {seed}"
             row = {"strategy": strategy, "seed": seed}
+            name, overrides = variants[strategy]
             try:
-                config = base.replace(strategy=strategy, seed=seed, out=str(out / "runs"))
+                config = RunConfig.from_run_config({**base.to_run_config(), **overrides, "strategy": name,
+                                                    "seed": seed, "out": str(out / "runs")})
             except ConfigError as err:
                 rows.append({**row, "status": f"not run: {err.allowed}"})
                 print(f"{label}: not run: {err.allowed}")
                 continue
-            run_dir = out / "runs" / f"{strategy}-s{seed}"
+            run_dir = out / "runs" / f"{strategy.replace(':', '-').replace('=', '-')}-s{seed}"
             try:
                 figures = run_one(config, run_dir, label)
             except Exception as err:  # one failed run must not lose the others
@@ -143,13 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     runs.to_csv(out / "runs.csv", index=False)
     table = summarize(runs)
     table.to_csv(out / "comparison.csv", index=False)
-    write_atomic(out / "comparison.md", markdown(table, seeds))
+    by_model = by_model_markdown(runs, base.model_names)
+    write_atomic(out / "comparison.md", markdown(table, seeds) + ("\n" + by_model if by_model else ""))
     done = runs[runs.status == "ok"]
-    per_round = {s: [read_server_metrics(Path(d)) for d in g.run_dir] for s, g in done.groupby("strategy", sort=False)}
-    plot_comparison(per_round, out, f"{base.dataset}, {base.clients} clients, {base.partition} partition, "
-                                     f"models {base.models}, seeds {','.join(map(str, seeds))}")
+    if not done.empty:
+        per_round = {s: [read_server_metrics(Path(d)) for d in g.run_dir]
+                     for s, g in done.groupby("strategy", sort=False)}
+        plot_comparison(per_round, out, f"{base.dataset}, {base.clients} clients, {base.partition} partition, "
+                                         f"models {base.models}, seeds {','.join(map(str, seeds))}")
     print()
     print(markdown(table, seeds))
+    if by_model:
+        print("final accuracy by client architecture (centralized: the pooled model of that architecture):")
+        print(by_model)
     print(f"results: {out}/ (comparison.csv, comparison.md, runs.csv, accuracy_per_round.png, "
           f"accuracy_vs_bytes.png, runs/)")
     return 0

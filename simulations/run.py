@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     if s["acc_mean_final_by_model"]:
         say("final accuracy by model: " + ", ".join(
             f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
-    say(f"wall time {total:.1f} s (median round {s['round_time_s_median']:.2f} s)")
+    say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {config.clients} "
+        f"virtual nodes), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
+        f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0
 

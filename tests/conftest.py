@@ -56,3 +56,15 @@ class InlineGrid:
             m.metadata.__dict__["_message_id"] = uuid.uuid4().hex
             replies.append(app(m, self.contexts[m.metadata.dst_node_id]))
         return replies
+
+
+def load_script(name: str):
+    """A script of ``simulations/`` as a module, so tests can call its ``main``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "simulations" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"simulations_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

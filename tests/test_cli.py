@@ -1,16 +1,15 @@
 """simulations/run.py rejects bad input with one line, exit code 2, and writes nothing."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("run_cli", ROOT / "simulations" / "run.py")
-run_cli = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_cli)
+run_cli = load_script("run")
 
 
 @pytest.mark.parametrize("args, words", [

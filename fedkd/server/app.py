@@ -13,20 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from fedkd import knowledge
 from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS, load_splits
 from fedkd.models import build_model, count_parameters
 from fedkd.plots import plot_accuracy
 from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
-from fedkd.server.loop import run_rounds
+from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
-from fedkd.strategies import STRATEGIES
+from fedkd.strategies import STRATEGIES, KnowledgeStrategy
 
 RoundCallback = Callable[[int, dict[str, float]], None]
+TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
 
 
 def model_parameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> dict[str, int]:
@@ -42,6 +45,9 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
     df = table.frame()
     acc = df[df.metric == "test_acc"].groupby("client")["value"].last()  # each client's latest
     by_model = acc.groupby([config.model_for(int(p)) for p in acc.index]).mean()
+    if by_model.empty:  # no client evaluates (centralized): the server's model of each architecture
+        by_model = pd.Series({m: final[f"server_acc_{m}"] for m in config.model_names
+                              if f"server_acc_{m}" in final})
     return {
         "acc_mean_final_by_model": {m: float(v) for m, v in by_model.items()},
         "strategy": config.strategy, "dataset": config.dataset, "clients": config.clients,
@@ -64,8 +70,10 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
 
 
 def run_server(grid: Grid, config: RunConfig, run_dir: Path,
-               on_round: RoundCallback | None = None) -> dict[str, Any]:
-    """Run every round, write config.json, metrics, summary.json and accuracy.png."""
+               on_round: RoundCallback | None = None, started: float | None = None) -> dict[str, Any]:
+    """Run every round, write config.json, metrics, summary.json, accuracy.png and, where
+    the teacher signal is soft labels on public ids, teacher.npz. ``started`` (a
+    ``time.perf_counter()`` reading) dates the engine's start, reported as start-up."""
     spec = DATASETS[config.dataset]
     splits = load_splits(config.dataset, config.seed, config.public_size)
     params = model_parameters(config, splits.input_shape, spec.num_classes)
@@ -81,8 +89,13 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log
         log(INFO, HEADER)
         on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))  # noqa: E731
-    run_rounds(grid, config, strategy, table, on_round)
-    summary = summarize(table, config, time.perf_counter() - start, params)
+    wait_for_nodes(grid, config.clients)
+    startup_s = time.perf_counter() - started if started is not None else float("nan")
+    state = run_rounds(grid, config, strategy, table, on_round)
+    if isinstance(strategy, KnowledgeStrategy) and strategy.kind.name == "soft-labels" and len(state) > 0:
+        ids, logits = knowledge.unpack(state)  # the final teacher signal, for lineages
+        np.savez(run_dir / TEACHER_FILE, ids=ids, logits=logits)
+    summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s}
     write_json(run_dir / "summary.json", summary)
     write_parquet(run_dir, table.frame())
     plot_accuracy(table.server(), run_dir / "accuracy.png",
@@ -91,12 +104,13 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
     return summary
 
 
-def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None) -> ServerApp:
+def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
+                    started: float | None = None) -> ServerApp:
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_server(grid, config, run_dir, on_round)
+        run_server(grid, config, run_dir, on_round, started)
 
     return server_app
 

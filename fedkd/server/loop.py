@@ -54,9 +54,9 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
 
 
 def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: MetricsTable,
-               on_round: Callable[[int, dict[str, float]], None]) -> None:
-    """Rounds 0..R; after each, rows go to ``table`` (flushed) and server metrics to ``on_round``."""
-    wait_for_nodes(grid, config.clients)
+               on_round: Callable[[int, dict[str, float]], None]) -> ArrayRecord:
+    """Rounds 0..R; after each, rows go to ``table`` (flushed) and server metrics to ``on_round``.
+    Returns the final server state (teacher signal or global models)."""
     strategy.summary()
     state = ArrayRecord()  # what aggregation returns: the teacher signal or the global models
     latest_acc: dict[int, float] = {}
@@ -113,3 +113,4 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
             log.warning("round %d: a client failed: %s", rnd, reason)
         for pid, reason in sorted(report.rejected.items()):
             log.warning("round %d: reply of client %d rejected: %s", rnd, pid, reason)
+    return state

@@ -9,6 +9,7 @@ weights included, so a distillation that hurts is undone.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from fedkd.models import build_model, derive_seed
 
 SERVER_LR = 1e-3
 SERVER_TEMPERATURE = 1.0  # FedDF's and DS-FL's server distillation
-PATIENCE = 3  # epochs without a better validation accuracy before stopping
+PATIENCE = 3  # epochs without a better validation accuracy before stopping ...
+PATIENCE_STEPS = 200  # ... and at least this many optimiser steps (small sets have few per epoch)
 
 
 def distill_early_stopped(model: nn.Module, x: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
@@ -34,12 +36,13 @@ def distill_early_stopped(model: nn.Module, x: torch.Tensor, teacher_logits: tor
                         batch_size=batch_size, lr=SERVER_LR)
     best_acc, _ = evaluate(model, val_x, val_y)
     best_state, best_epoch = copy.deepcopy(model.state_dict()), 0
+    patience = max(PATIENCE, math.ceil(PATIENCE_STEPS / math.ceil(len(x) / batch_size)))
     for epoch in range(1, max_epochs + 1):
         digest(model, opt, x, teacher_logits, x[:0], torch.zeros(0, dtype=torch.long), schedule, generator)
         acc, _ = evaluate(model, val_x, val_y)
         if acc > best_acc:
             best_acc, best_state, best_epoch = acc, copy.deepcopy(model.state_dict()), epoch
-        elif epoch - best_epoch >= PATIENCE:
+        elif epoch - best_epoch >= patience:
             break
     model.load_state_dict(best_state)
     return best_epoch, best_acc

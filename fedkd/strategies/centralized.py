@@ -59,4 +59,5 @@ class Centralized(FedkdStrategy):
         acc_by_model = {name: accuracy_on_test(m, self.splits) for name, m in self.models.items()}
         accs = np.array([acc_by_model[self.config.model_for(p)] for p in range(self.config.clients)])
         return {"acc_mean": accs.mean(), "acc_p10": np.percentile(accs, 10), "acc_min": accs.min(),
-                "acc_max": accs.max(), "server_acc": float(np.mean(list(acc_by_model.values())))}
+                "acc_max": accs.max(), "server_acc": float(np.mean(list(acc_by_model.values()))),
+                **{f"server_acc_{name}": acc for name, acc in acc_by_model.items()}}
