@@ -31,7 +31,8 @@ class RunConfig:
 
     clients: int = _opt(100, "number of clients (= data partitions)")
     rounds: int = _opt(10, "communication rounds after the local-only round 0")
-    strategy: str = _opt("fedmd", "server strategy")
+    strategy: str = _opt("fedmd", "server strategy: fedmd, feddf, feddf-logits, dsfl, feddistill, fedavg, "
+                                  "local, centralized")
     dataset: str = _opt("mnist1d", "data set name")
     partition: str = _opt("dirichlet", "private-pool partitioner")
     alpha: float = _opt(0.5, "Dirichlet concentration (partition=dirichlet)")
@@ -51,7 +52,7 @@ class RunConfig:
                                 "feddistill and centralized, whose clients learn only from their shard)")
     batch_size: int = _opt(64, "mini-batch size")
     lr: float = _opt(3e-3, "Adam learning rate")
-    server_model: str = _opt("cnn-s", "architecture of the server model (feddf-logits, dsfl)")
+    server_model: str = _opt("cnn-s", "architecture of the server model (feddf-logits, dsfl, online)")
     server_epochs: int = _opt(10, "most epochs of server-side distillation (early stopping on validation)")
     era_temperature: float = _opt(0.1, "entropy-reduction temperature of DS-FL's aggregation")
     online: int = _opt(0, "1: online distillation, a server model learns in every round and its "

@@ -29,6 +29,18 @@ def _set_identity() -> None:
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 0, 1
 
 
+def node_contexts(num_partitions: int) -> dict[int, Context]:
+    """One fresh Context per virtual node, as a SuperNode would hold: node id -> context.
+    Also sets the run identity that Flower's messages need outside a running app."""
+    _set_identity()
+    return {
+        NODE_ID_OFFSET + p: Context(run_id=RUN_ID, node_id=NODE_ID_OFFSET + p,
+                                    node_config={"partition-id": p, "num-partitions": num_partitions},
+                                    state=RecordDict(), run_config={})
+        for p in range(num_partitions)
+    }
+
+
 def _init_worker() -> None:
     import torch
 
@@ -44,17 +56,12 @@ def _handle(job: tuple[Message, Context]) -> tuple[Message, Context]:
 
 
 class PoolGrid:
-    """``get_node_ids`` and ``send_and_receive`` over a pool of ``workers`` processes."""
+    """``get_node_ids`` and ``send_and_receive`` over a pool of ``workers`` processes;
+    ``workers=0`` calls the ClientApp in this process, one message after another (tests)."""
 
     def __init__(self, num_partitions: int, workers: int):
-        _set_identity()
-        self.contexts = {
-            NODE_ID_OFFSET + p: Context(run_id=RUN_ID, node_id=NODE_ID_OFFSET + p,
-                                        node_config={"partition-id": p, "num-partitions": num_partitions},
-                                        state=RecordDict(), run_config={})
-            for p in range(num_partitions)
-        }
-        self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
+        self.contexts = node_contexts(num_partitions)
+        self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers else None
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
@@ -65,11 +72,14 @@ class PoolGrid:
             m.metadata.__dict__["_message_id"] = uuid.uuid4().hex
             jobs.append((m, self.contexts[m.metadata.dst_node_id]))
         replies = []
-        for reply, context in self.pool.imap_unordered(_handle, jobs):
+        handled = map(_handle, jobs) if self.pool is None else self.pool.imap_unordered(_handle, jobs)
+        for reply, context in handled:
             self.contexts[context.node_id] = context
             replies.append(reply)
         return replies
 
     def close(self) -> None:
+        if self.pool is None:
+            return
         self.pool.close()
         self.pool.join()

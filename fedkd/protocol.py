@@ -25,4 +25,3 @@ PUBLIC_LOGITS = "public-logits"  # logits on the query ids
 CLASS_LOGITS = "class-logits"  # mean logits per class of the private shard (no public data)
 WEIGHTS = "weights"  # the student's weights
 NOTHING = "none"  # metrics only
-REPLIES = (PUBLIC_LOGITS, CLASS_LOGITS, WEIGHTS, NOTHING)

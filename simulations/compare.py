@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown(table, seeds))
     if by_model:
-        print("final accuracy by client architecture (centralized: the pooled model of that architecture):")
+        print("final accuracy by client architecture:")
         print(by_model)
     print(f"results: {out}/ (comparison.csv, comparison.md, runs.csv, accuracy_per_round.png, "
           f"accuracy_vs_bytes.png, runs/)")

@@ -27,36 +27,6 @@ def tiny() -> RunConfig:
     return tiny_config()
 
 
-class InlineGrid:
-    """A grid that calls the ClientApp in this process, one message after another:
-    the same strategy, round loop and client code as a Flower run, in milliseconds."""
-
-    def __init__(self, num_partitions: int):
-        from flwr.app import Context, RecordDict
-
-        from fedkd.pool_grid import NODE_ID_OFFSET, RUN_ID, _set_identity
-
-        _set_identity()
-        self.contexts = {
-            NODE_ID_OFFSET + p: Context(run_id=RUN_ID, node_id=NODE_ID_OFFSET + p,
-                                        node_config={"partition-id": p, "num-partitions": num_partitions},
-                                        state=RecordDict(), run_config={})
-            for p in range(num_partitions)}
-
-    def get_node_ids(self):
-        return list(self.contexts)
-
-    def send_and_receive(self, messages, *, timeout=None):
-        import uuid
-
-        from fedkd.client.app import app
-
-        replies = []
-        for m in messages:
-            m.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            replies.append(app(m, self.contexts[m.metadata.dst_node_id]))
-        return replies
-
 
 def load_script(name: str):
     """A script of ``simulations/`` as a module, so tests can call its ``main``."""

@@ -6,13 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedkd import knowledge
 from fedkd.client.training import class_targets, evaluate, revisit
 from fedkd.config import ConfigError, RunConfig
 from fedkd.datasets import load_splits
 from fedkd.models import build_model
+from fedkd.pool_grid import PoolGrid
 from fedkd.protocol import METRICS, MODEL
 from fedkd.results import read_server_metrics
 from fedkd.server.app import run_server
@@ -20,7 +21,7 @@ from fedkd.server.model import distill_early_stopped
 from fedkd.strategies import STRATEGIES, FedAvg
 from fedkd.strategies.dsfl import entropy_reduction, softmax
 from fedkd.strategies.feddistill import per_class_mean
-from tests.conftest import InlineGrid, tiny_config
+from tests.conftest import tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +104,7 @@ def test_incompatible_choices_name_both_and_what_works(changes, key, words):
 
 def _weights_reply(instruction: Message, pid: int, weights: dict, n: int) -> Message:
     content = RecordDict({METRICS: MetricRecord({"partition-id": pid, "num-examples": n, "revisit-loss": 0.0}),
-                          MODEL: ArrayRecord({k: knowledge.Array(v) for k, v in weights.items()})})
+                          MODEL: ArrayRecord({k: Array(v) for k, v in weights.items()})})
     return Message(content=content, reply_to=instruction)
 
 
@@ -160,7 +161,7 @@ VARIANTS = [(s, {}) for s in STRATEGIES] + [
 def test_every_strategy_runs_two_rounds_and_learns(strategy, options, tmp_path):
     models = "cnn-s" if strategy == "fedavg" else "mlp-s,cnn-s"
     config = tiny_config().replace(strategy=strategy, models=models, **options)
-    summary = run_server(InlineGrid(config.clients), config, tmp_path)
+    summary = run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
     server = read_server_metrics(tmp_path)
     assert list(server.index) == [0, 1, 2]
     assert server["failed"].sum() == 0 and server["rejected"].sum() == 0
@@ -182,7 +183,7 @@ def test_uplink_sizes_follow_what_each_strategy_sends(tmp_path):
     for strategy in ("local", "feddistill", "fedmd", "fedavg"):
         config = tiny_config().replace(strategy=strategy, models="cnn-s", rounds=1)
         (tmp_path / strategy).mkdir()
-        run_server(InlineGrid(config.clients), config, tmp_path / strategy)
+        run_server(PoolGrid(config.clients, workers=0), config, tmp_path / strategy)
         df = pd.read_csv(tmp_path / strategy / "metrics.csv", dtype={"client": str})
         per_client[strategy] = df[(df.metric == "bytes_up") & (df["round"] == 1)]["value"].mean()
     assert per_client["local"] < per_client["feddistill"] < per_client["fedmd"]

@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
+from fedkd.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import InlineGrid, load_script, tiny_config
+from tests.conftest import load_script, tiny_config
 
 lineage = load_script("lineage")
 
@@ -13,7 +14,7 @@ lineage = load_script("lineage")
 def fedmd_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("fedmd")
     config = tiny_config()
-    run_server(InlineGrid(config.clients), config, run_dir)
+    run_server(PoolGrid(config.clients, workers=0), config, run_dir)
     return run_dir
 
 
@@ -30,7 +31,7 @@ def test_chain_of_students_with_sizes_accuracy_and_latency(fedmd_run, capsys):
 
 def test_a_run_without_a_teacher_signal_is_a_clear_error(tmp_path, capsys):
     config = tiny_config().replace(strategy="local", rounds=1)
-    run_server(InlineGrid(config.clients), config, tmp_path)
+    run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
     with pytest.raises(SystemExit) as exit_:
         lineage.main(["--run", str(tmp_path)])
     assert exit_.value.code == 2
