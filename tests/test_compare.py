@@ -50,3 +50,19 @@ def test_bad_lists_are_one_line_errors(tmp_path, capsys, flag, value, words):
         compare.main(TINY + [flag, value, "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_several_seeds_give_mean_and_std_per_strategy():
+    runs = pd.DataFrame([
+        {"strategy": "fedmd", "seed": 0, "status": "ok", **{c: 1.0 for c in compare.COLUMNS}},
+        {"strategy": "fedmd", "seed": 1, "status": "ok", **{c: 3.0 for c in compare.COLUMNS}},
+        {"strategy": "fedavg", "seed": 0, "status": "not run: mixed models"},
+        {"strategy": "fedavg", "seed": 1, "status": "not run: mixed models"},
+    ])
+    table = compare.summarize(runs)
+    assert table["strategy"].tolist() == ["fedmd", "fedavg"]
+    fedmd = table.iloc[0]
+    assert fedmd["acc_final"] == 2.0 and fedmd["acc_final_std"] == 1.0 and fedmd["seeds"] == 2
+    assert table.iloc[1]["seeds"] == 0 and table.iloc[1]["status"].startswith("not run")
+    md = compare.markdown(table, seeds=[0, 1])
+    assert "| fedmd | 2.000 ± 1.000 |" in md and "| fedavg | not run: mixed models |" in md
