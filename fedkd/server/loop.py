@@ -48,8 +48,8 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
     for m in messages:
         bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m)
     replies = list(grid.send_and_receive(messages, timeout=REPLY_TIMEOUT_S))
-    for r in replies:
-        bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r)
+    for r in replies:  # an error reply (a client that failed) carries no content
+        bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
     return replies
 
 
