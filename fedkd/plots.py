@@ -40,6 +40,7 @@ def plot_accuracy(server: pd.DataFrame, path: Path, title: str) -> None:
 
 
 BOUNDS = ("local", "centralized")  # drawn as reference lines where communication means nothing
+MARKERS = "osD^vP*Xph"  # strategies with the same bytes and similar accuracy stay apart
 
 
 def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: str) -> None:
@@ -53,13 +54,14 @@ def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: 
         mean, std = acc.mean(axis=1), acc.std(axis=1, ddof=0)
         mb = pd.concat([(f["bytes_up"] + f["bytes_down"]).cumsum() / 1e6 for f in frames], axis=1).mean(axis=1)
         style = dict(color=f"C{i}", label=strategy)
-        ax_r.plot(mean.index, mean, "o-" if strategy not in BOUNDS else "--", ms=3, **style)
+        marker = MARKERS[i % len(MARKERS)]
+        ax_r.plot(mean.index, mean, f"{marker}-" if strategy not in BOUNDS else "--", ms=4, mfc="none", **style)
         if len(frames) > 1:
             ax_r.fill_between(mean.index, mean - std, mean + std, color=f"C{i}", alpha=0.15)
         if strategy in BOUNDS:
             ax_b.axhline(mean.iloc[-1], ls="--", lw=1, **{**style, "label": f"{strategy} (final)"})
         else:
-            ax_b.plot(mb, mean, "o-", ms=3, **style)
+            ax_b.plot(mb, mean, f"{marker}-", ms=4, mfc="none", **style)
     ax_r.set_xlabel("round (0 = local training only)")
     ax_r.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_b.set_xlabel("cumulative MB on the wire (uplink + downlink, all clients)")
