@@ -6,6 +6,8 @@ store, shared libraries) counts once in the sum, not once per process as RSS wou
 
 from __future__ import annotations
 
+import threading
+
 import psutil
 
 
@@ -19,3 +21,25 @@ def process_tree_mb() -> float:
         except psutil.Error:  # ended between listing and reading, or not readable
             pass
     return total / 2**20
+
+
+class PeakMemory:
+    """Samples ``process_tree_mb`` in a thread; keeps the peak."""
+
+    def __init__(self, interval_s: float = 0.2):
+        self.interval_s, self.peak = interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, process_tree_mb())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

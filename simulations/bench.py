@@ -20,37 +20,14 @@ import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from fedkd.cli import build_parser, prepare_data, resolve
-from fedkd.memory import process_tree_mb
+from fedkd.memory import PeakMemory
 from fedkd.results import MACHINE_METRICS, read_server_metrics
-
-
-class PeakMemory:
-    """Samples ``process_tree_mb`` in a thread; keeps the peak."""
-
-    def __init__(self, interval_s: float = 0.2):
-        self.interval_s, self.peak = interval_s, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, process_tree_mb())
-            self._stop.wait(self.interval_s)
-
-    def __enter__(self) -> "PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _measure(mode: str, run, config, run_dir: Path) -> dict:

@@ -21,8 +21,12 @@ from fedkd.cli import build_parser, prepare_data, resolve
 from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS
 from fedkd.partition import label_histograms
-from fedkd.results import new_run_dir, write_atomic
+from fedkd.memory import PeakMemory
+from fedkd.results import new_run_dir, write_atomic, write_json
 from fedkd.server.progress import RoundProgress
+
+
+PEAK_INTERVAL_S = 2.0  # reading PSS is not free: sample sparsely beside the clients
 
 
 def write_clients(config: RunConfig, run_dir: Path) -> None:
@@ -65,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedkd.simulation import simulate
 
-    with RoundProgress(config.rounds, quiet=args.quiet) as progress:
+    with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory(PEAK_INTERVAL_S) as memory:
         simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
                  cpus_per_client=args.cpus_per_client)
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
+    s["memory_mb_peak"] = memory.peak
+    write_json(run_dir / "summary.json", s)
     extra = "".join(f"; {label} {s[key]:.3f}" for key, label in
                     (("teacher_acc_final", "teacher"), ("server_acc_final", "server model"))
                     if not np.isnan(s[key]))
@@ -78,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if s["acc_mean_final_by_model"]:
         say("final accuracy by model: " + ", ".join(
             f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
+    say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
+        f"sampled every {PEAK_INTERVAL_S:.0f} s)")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {config.clients} "
         f"virtual nodes), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
         f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
