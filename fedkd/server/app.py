@@ -18,7 +18,6 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from fedkd import knowledge
 from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS, load_splits
 from fedkd.models import build_model, count_parameters
@@ -26,7 +25,7 @@ from fedkd.plots import plot_accuracy
 from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
 from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
-from fedkd.strategies import STRATEGIES, KnowledgeStrategy
+from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
@@ -92,9 +91,9 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
     wait_for_nodes(grid, config.clients)
     startup_s = time.perf_counter() - started if started is not None else float("nan")
     state = run_rounds(grid, config, strategy, table, on_round)
-    if isinstance(strategy, KnowledgeStrategy) and strategy.kind.name == "soft-labels" and len(state) > 0:
-        ids, logits = knowledge.unpack(state)  # the final teacher signal, for lineages
-        np.savez(run_dir / TEACHER_FILE, ids=ids, logits=logits)
+    teacher = strategy.soft_label_teacher(state)
+    if teacher is not None:  # the final teacher signal, for lineages
+        np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])
     summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s}
     write_json(run_dir / "summary.json", summary)
     write_parquet(run_dir, table.frame())

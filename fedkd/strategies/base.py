@@ -99,6 +99,10 @@ class FedkdStrategy(Strategy):
         """Server-side figures of the round (teacher or server-model accuracy)."""
         return {}
 
+    def soft_label_teacher(self, arrays: ArrayRecord) -> tuple[np.ndarray, np.ndarray] | None:
+        """(public ids, logits) when the server state is a soft-label teacher on public ids."""
+        return None
+
     def client_temperature(self) -> float:
         return self.config.temperature
 
@@ -234,11 +238,17 @@ class KnowledgeStrategy(FedkdStrategy):
         teacher = self.teacher_from(public_x, aggregate)
         return knowledge.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(payloads)})
 
+    def soft_label_teacher(self, arrays: ArrayRecord) -> tuple[np.ndarray, np.ndarray] | None:
+        if len(arrays) == 0 or self.kind.name != "soft-labels":
+            return None
+        return knowledge.unpack(arrays)
+
     def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
         """Accuracy of the teacher signal against the public labels hidden from everyone,
         and the server model's figures where there is one."""
         metrics = self.server_model.metrics() if self.server_model is not None else {}
-        if len(arrays) > 0 and self.kind.name == "soft-labels":
-            ids, logits = knowledge.unpack(arrays)
+        teacher = self.soft_label_teacher(arrays)
+        if teacher is not None:
+            ids, logits = teacher
             metrics["teacher_acc"] = float((logits.argmax(1) == self.splits.public_y[ids]).mean())
         return metrics
