@@ -9,8 +9,9 @@ the same defaults (a test keeps the two equal), and every flag of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -57,6 +58,18 @@ class RunConfig:
     era_temperature: float = _opt(0.1, "entropy-reduction temperature of DS-FL's aggregation")
     online: int = _opt(0, "1: online distillation, a server model learns in every round and its "
                           "predictions join the teacher signal (public-set strategies)")
+    drop_rate: float = _opt(0.0, "fault injection: fraction of sampled clients that never reply (rounds >= 1)")
+    straggler_rate: float = _opt(0.0, "fault injection: fraction of sampled clients whose reply arrives after "
+                                      "the round timeout")
+    crash_rate: float = _opt(0.0, "fault injection: fraction of sampled clients whose ClientApp raises")
+    round_timeout: float = _opt(0.0, "seconds the server waits for replies before it closes a round "
+                                     "(0: wait for every reply)")
+    min_clients: int = _opt(1, "accepted replies a round needs; with fewer its aggregation is skipped")
+    byzantine_frac: float = _opt(0.0, "fraction of clients that are Byzantine and corrupt every upload")
+    attack: str = _opt("random", "what Byzantine clients upload: random, label-flip, scale, invert, one-class")
+    aggregator: str = _opt("mean", "how the server combines knowledge: mean (the strategy's own rule), "
+                                   "median, trimmed-mean, krum")
+    robust_frac: float = _opt(0.2, "fraction of replies a robust aggregator assumes malicious")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     out: str = _opt("results", "folder that receives results/<run-id>/")
 
@@ -79,7 +92,7 @@ class RunConfig:
         return {self.key_of(k): v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_run_config(cls, run_config: Mapping[str, Any]) -> "RunConfig":
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Build and validate from kebab-case keys; unknown keys are an error."""
         known = {cls.key_of(f.name): f for f in dataclasses.fields(cls)}
         kwargs = {}
@@ -92,7 +105,7 @@ class RunConfig:
         config.validate()
         return config
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
         return config
@@ -154,12 +167,47 @@ class RunConfig:
         _at_least("server-epochs", self.server_epochs, 1)
         if not self.era_temperature > 0:
             raise ConfigError("era-temperature", self.era_temperature, "must be > 0")
+        self._validate_faults()
         _at_least("seed", self.seed, 0)
         if not self.out:
             raise ConfigError("out", self.out, "a folder path")
         if self.online not in (0, 1):
             raise ConfigError("online", self.online, "0 (off) or 1 (on)")
         STRATEGIES[self.strategy].check(self)
+
+    def _validate_faults(self) -> None:
+        from fedkd.attacks import ATTACKS
+        from fedkd.robust import AGGREGATORS
+
+        for key in ("drop-rate", "straggler-rate", "crash-rate", "byzantine-frac"):
+            value = getattr(self, key.replace("-", "_"))
+            if not 0 <= value < 1:
+                raise ConfigError(key, value, "a fraction in [0, 1)")
+        if self.drop_rate + self.straggler_rate + self.crash_rate >= 1:
+            raise ConfigError("drop-rate", self.drop_rate, "drop-rate + straggler-rate + crash-rate must be < 1 "
+                              f"(now {self.drop_rate + self.straggler_rate + self.crash_rate:g}): some client "
+                              "has to reply")
+        if not self.round_timeout >= 0:
+            raise ConfigError("round-timeout", self.round_timeout, "seconds >= 0 (0: wait for every reply)")
+        for key in ("drop-rate", "straggler-rate"):
+            if getattr(self, key.replace("-", "_")) > 0 and self.round_timeout == 0:
+                raise ConfigError(key, getattr(self, key.replace("-", "_")),
+                                  "needs --round-timeout > 0: without a deadline the server waits for "
+                                  "replies that never come")
+        sampled = self.clients_per_round
+        if not 1 <= self.min_clients <= sampled:
+            raise ConfigError("min-clients", self.min_clients,
+                              f"between 1 and the clients sampled per round ({sampled})")
+        _choice("attack", self.attack, ATTACKS)
+        _choice("aggregator", self.aggregator, AGGREGATORS)
+        if not 0 <= self.robust_frac < 0.5:
+            raise ConfigError("robust-frac", self.robust_frac, "a fraction in [0, 0.5): robust rules need an "
+                              "honest majority")
+
+    @property
+    def clients_per_round(self) -> int:
+        """Clients sampled in each round after round 0."""
+        return max(1, round(self.fraction * self.clients))
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

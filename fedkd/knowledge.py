@@ -18,11 +18,6 @@ class KnowledgeError(ValueError):
     """A reply that must not be aggregated; the message says why."""
 
 
-def mean_logits(logits: list[np.ndarray]) -> np.ndarray:
-    """Unweighted mean of several parties' payloads (FedMD's consensus, FedDF's AVGLOGITS)."""
-    return np.mean(np.stack(logits), axis=0, dtype=np.float64).astype(np.float32)
-
-
 def pack(ids: np.ndarray, logits: np.ndarray) -> ArrayRecord:
     """Logits on public ids as an ArrayRecord (ids int32, logits float32)."""
     return ArrayRecord({

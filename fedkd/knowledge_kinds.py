@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedkd.knowledge import mean_logits
+from fedkd import robust
 from fedkd.losses import SOFT_LOSSES
 
 CONTRASTIVE_TAU = 0.1  # InfoNCE temperature (CRD, SimCLR range)
@@ -84,8 +84,9 @@ class Kind:
     def loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float, soft_loss: str) -> torch.Tensor:
         return SOFT_LOSSES[soft_loss](student, teacher, temperature)
 
-    def aggregate(self, arrays: list[np.ndarray]) -> np.ndarray:
-        return mean_logits(arrays)
+    def aggregate(self, arrays: list[np.ndarray], combine: robust.Combine = robust.mean) -> np.ndarray:
+        """The parties' payloads combined by the run's aggregation rule (float32)."""
+        return combine(arrays).astype(np.float32)
 
 
 class SoftLabels(Kind):
@@ -133,8 +134,8 @@ class Contrastive(Kind):
     def loss(self, student, teacher, temperature, soft_loss):
         return info_nce(student, teacher)
 
-    def aggregate(self, arrays: list[np.ndarray]) -> np.ndarray:
-        mean = super().aggregate(arrays)
+    def aggregate(self, arrays: list[np.ndarray], combine: robust.Combine = robust.mean) -> np.ndarray:
+        mean = super().aggregate(arrays, combine)
         return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-8)
 
 

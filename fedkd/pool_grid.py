@@ -10,9 +10,11 @@ so the same seed gives the same metrics as a Flower run.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import uuid
 from collections.abc import Iterable
 from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 
 from flwr.app import Context, Message, RecordDict
 
@@ -29,14 +31,17 @@ def _set_identity() -> None:
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 0, 1
 
 
-def node_contexts(num_partitions: int) -> dict[int, Context]:
-    """One fresh Context per virtual node, as a SuperNode would hold: node id -> context.
+def node_contexts(num_partitions: int, first_node_id: int = NODE_ID_OFFSET,
+                  state_dir: Path | None = None) -> dict[int, Context]:
+    """One fresh Context per virtual node, as a SuperNode would hold: node id -> context
+    (with ``state_dir``, the nodes keep their state there, as a SuperNode's ``state-dir``).
     Also sets the run identity that Flower's messages need outside a running app."""
     _set_identity()
+    extra = {"state-dir": str(state_dir)} if state_dir is not None else {}
     return {
-        NODE_ID_OFFSET + p: Context(run_id=RUN_ID, node_id=NODE_ID_OFFSET + p,
-                                    node_config={"partition-id": p, "num-partitions": num_partitions},
-                                    state=RecordDict(), run_config={})
+        first_node_id + p: Context(run_id=RUN_ID, node_id=first_node_id + p,
+                                   node_config={"partition-id": p, "num-partitions": num_partitions, **extra},
+                                   state=RecordDict(), run_config={})
         for p in range(num_partitions)
     }
 
@@ -49,34 +54,59 @@ def _init_worker() -> None:
 
 
 def _handle(job: tuple[Message, Context]) -> tuple[Message, Context]:
+    """The ClientApp's reply; an exception becomes an error reply, as Flower's engines make it."""
+    from flwr.app import Error
+    from flwr.common.constant import ErrorCode
+
     from fedkd.client.app import app
 
     message, context = job
-    return app(message, context), context
+    try:
+        return app(message, context), context
+    except Exception as ex:  # noqa: BLE001 - every client failure must reach the server
+        reason = f"{type(ex)}:<'{ex}'>"
+        return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message), context
 
 
 class PoolGrid:
-    """``get_node_ids`` and ``send_and_receive`` over a pool of ``workers`` processes;
-    ``workers=0`` calls the ClientApp in this process, one message after another (tests)."""
+    """``get_node_ids``, ``push_messages`` and ``pull_messages`` over a pool of ``workers``
+    processes; ``workers=0`` calls the ClientApp in this process as each message is
+    pushed (tests). ``first_node_id`` sets the node ids (``first_node_id`` + partition id),
+    ``state_dir`` where the clients keep their state for a resume."""
 
-    def __init__(self, num_partitions: int, workers: int):
-        self.contexts = node_contexts(num_partitions)
+    pull_interval = 0.01  # seconds between polls of the round loop
+
+    def __init__(self, num_partitions: int, workers: int, first_node_id: int = NODE_ID_OFFSET,
+                 state_dir: Path | None = None):
+        self.contexts = node_contexts(num_partitions, first_node_id, state_dir)
         self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers else None
+        self.replies: dict[str, Message] = {}  # by the id of the message they answer
+        self.lock = threading.Lock()
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
-        jobs = []
+    def _done(self, result: tuple[Message, Context]) -> None:
+        reply, context = result
+        with self.lock:
+            self.contexts[context.node_id] = context
+            self.replies[reply.metadata.reply_to_message_id] = reply
+
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
         for m in messages:
             m.metadata.__dict__["_message_id"] = uuid.uuid4().hex
-            jobs.append((m, self.contexts[m.metadata.dst_node_id]))
-        replies = []
-        handled = map(_handle, jobs) if self.pool is None else self.pool.imap_unordered(_handle, jobs)
-        for reply, context in handled:
-            self.contexts[context.node_id] = context
-            replies.append(reply)
-        return replies
+            ids.append(m.metadata.message_id)
+            job = (m, self.contexts[m.metadata.dst_node_id])
+            if self.pool is None:
+                self._done(_handle(job))
+            else:
+                self.pool.apply_async(_handle, (job,), callback=self._done)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        with self.lock:
+            return [self.replies.pop(i) for i in message_ids if i in self.replies]
 
     def close(self) -> None:
         if self.pool is None:

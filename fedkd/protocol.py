@@ -7,6 +7,10 @@ teacher signal: ids + logits, by public id or by class), ``query`` (public ids t
 compute knowledge on) and ``model`` (global weights, weight-sharing strategies only).
 Client → server: ``metrics`` (scalars) and, as the round asks, ``knowledge``
 (ids + logits) or ``model`` (the student's weights).
+
+A resumed run first sends every node a query message (``round`` with
+``resume-round``) and learns from the replies which node holds which partition;
+clients that keep their state on disk (``fedkd.checkpoint``) restore it then.
 """
 
 RUN = "run"

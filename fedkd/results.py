@@ -24,6 +24,10 @@ SERVER = "server"
 MACHINE_METRICS = ("wall_time_s", "memory_mb")
 
 
+class ResultsError(RuntimeError):
+    """A results file or folder that cannot be written; what was written before is intact."""
+
+
 def new_run_dir(config: RunConfig) -> Path:
     """``<out>/<run-id>/``, created; the run id names the time, strategy, data and seed."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -32,16 +36,29 @@ def new_run_dir(config: RunConfig) -> Path:
     while path.exists():
         n += 1
         path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:
+        raise ResultsError(f"cannot create results folder {path}: {err.strerror or err}; "
+                           "choose a writable --out") from None
     return path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename: never half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: never half a file. A
+    failure (no permission, disk full) leaves the previous ``path`` as it was and
+    raises ResultsError."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise ResultsError(f"cannot write {path}: {err.strerror or err}; the files written "
+                           "before it are intact") from None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -57,6 +74,22 @@ class MetricsTable:
 
     def add(self, round_: int, client: int | str, metric: str, value: float) -> None:
         self.rows.append((round_, str(client), metric, float(value)))
+
+    def _find(self, round_: int, client: int | str, metric: str) -> int | None:
+        key = (round_, str(client), metric)
+        return next((i for i in range(len(self.rows) - 1, -1, -1) if self.rows[i][:3] == key), None)
+
+    def get(self, round_: int, client: int | str, metric: str) -> float:
+        i = self._find(round_, client, metric)
+        return self.rows[i][3] if i is not None else 0.0
+
+    def increment(self, round_: int, client: int | str, metric: str, by: float) -> None:
+        """Add ``by`` to a row written earlier (e.g. a round's late replies), or write it."""
+        i = self._find(round_, client, metric)
+        if i is None:
+            self.add(round_, client, metric, by)
+        else:
+            self.rows[i] = (*self.rows[i][:3], self.rows[i][3] + float(by))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["round", "client", "metric", "value"])

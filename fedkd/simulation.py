@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from fedkd.checkpoint import CLIENT_STATE_DIR, STATE_DIR_ENV
 from fedkd.config import RunConfig
 from fedkd.server.app import RoundCallback, make_server_app
 
@@ -29,19 +30,25 @@ def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
             "init_args": init_args}
 
 
-class _KnownDeprecation(logging.Filter):
-    """Hide Flower's notice that run_simulation is deprecated: fedkd uses it on purpose."""
+class _Expected(logging.Filter):
+    """Hide what fedkd expects from Flower's log: the notice that run_simulation is
+    deprecated (used on purpose) and the tracebacks of injected crashes (the round
+    loop reports each failed client with its partition id)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "`run_simulation` function is deprecated" not in record.getMessage()
+        text = record.getMessage()
+        return "`run_simulation` function is deprecated" not in text and "InjectedCrash" not in text \
+            and "injected: crash-rate" not in text
 
 
-_KNOWN_DEPRECATION = _KnownDeprecation()
+_EXPECTED = _Expected()
 
 
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-             verbose: bool = False, ray_address: str | None = None, cpus_per_client: float = 1.0) -> None:
-    """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``.
+             verbose: bool = False, ray_address: str | None = None, cpus_per_client: float = 1.0,
+             resume: bool = False) -> None:
+    """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``
+    (``resume``: continue the run there after its last complete round).
 
     The ServerApp runs in this process, so results are written here also when the
     clients run on a Ray cluster (``ray_address``, e.g. ``"10.0.0.5:6379"``).
@@ -56,11 +63,17 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     # Ray's future default: no rewrite of accelerator variables for CPU-only actors.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     if not verbose:
-        logging.getLogger("flwr").addFilter(_KNOWN_DEPRECATION)  # a no-op when already added
+        logging.getLogger("flwr").addFilter(_EXPECTED)  # a no-op when already added
 
-    run_simulation(
-        server_app=make_server_app(config, run_dir, on_round, started),
-        client_app=client_app,
-        num_supernodes=config.clients,
-        backend_config=backend_config(cpus_per_client, verbose, ray_address),
-    )
+    # The client actors Ray starts here inherit this variable: where clients keep their
+    # state for a resume. Nodes of a Ray cluster need it in their own environment.
+    os.environ[STATE_DIR_ENV] = str((run_dir / CLIENT_STATE_DIR).resolve())
+    try:
+        run_simulation(
+            server_app=make_server_app(config, run_dir, on_round, started, resume),
+            client_app=client_app,
+            num_supernodes=config.clients,
+            backend_config=backend_config(cpus_per_client, verbose, ray_address),
+        )
+    finally:
+        os.environ.pop(STATE_DIR_ENV, None)

@@ -16,21 +16,19 @@ round's (and the mean of the last 3 rounds), never the best over rounds.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fedkd.cli import build_parser, prepare_data, resolve
 from fedkd.config import ConfigError, RunConfig
 from fedkd.plots import plot_comparison
 from fedkd.results import read_server_metrics, write_atomic
-from fedkd.server.progress import RoundProgress
 from fedkd.strategies import STRATEGIES
+from fedkd.sweep import run_one
 
 COLUMNS = {  # column -> heading in the markdown table
     "acc_final": "accuracy (final)", "acc_last3": "accuracy (last 3 rounds)", "acc_p10": "p10 client",
@@ -63,27 +61,6 @@ def parse_variant(parser, text: str, base: RunConfig) -> tuple[str, dict[str, st
         if err.key in overrides or err.key == "strategy":  # the variant itself is wrong
             parser.error(f"--strategies: {text!r}: --{err.key}={err.value}: {err.allowed}")
     return name, overrides
-
-
-def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
-    """Simulate one strategy and return its row (figures from its summary and metrics)."""
-    from fedkd.simulation import simulate
-
-    run_dir.mkdir(parents=True)
-    start = time.perf_counter()
-    with RoundProgress(config.rounds, lines=False, label=label) as progress:
-        simulate(config, run_dir, on_round=progress)
-    s = json.loads((run_dir / "summary.json").read_text())
-    client_rounds = read_server_metrics(run_dir)["replied"].sum()
-    by_model = {f"acc_{m}": a for m, a in s["acc_mean_final_by_model"].items()}
-    return {
-        **by_model,
-        "acc_final": s["acc_mean_final"], "acc_last3": s["acc_mean_last3"], "acc_p10": s["acc_p10_final"],
-        "server_acc": s["server_acc_final"], "up_mb": s["bytes_up_total"] / 1e6,
-        "down_mb": s["bytes_down_total"] / 1e6,
-        "up_kb_per_client_round": s["bytes_up_total"] / 1e3 / client_rounds if client_rounds else np.nan,
-        "wall_s": time.perf_counter() - start,
-    }
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:

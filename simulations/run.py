@@ -1,9 +1,12 @@
 """Run one federated-distillation simulation on Flower + Ray and write its results folder.
 
     python simulations/run.py --clients 100
+    python simulations/run.py --resume results/<run-id>    # after a crash or kill
 
 Every flag is one run-config key (see ``pyproject.toml``'s ``[tool.flwr.app.config]``).
-Bad values stop the run before any work with a one-line error and exit code 2.
+Bad values stop the run before any work with a one-line error and exit code 2. Each
+round is checkpointed; ``--resume`` continues an interrupted run from its last
+complete round with the configuration it was started with.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS
 from fedkd.partition import label_histograms
 from fedkd.memory import PeakMemory
-from fedkd.results import new_run_dir, write_atomic, write_json
+from fedkd.checkpoint import CHECKPOINT_FILE, CheckpointError
+from fedkd.results import ResultsError, new_run_dir, write_atomic, write_json
 from fedkd.server.progress import RoundProgress
 
 
@@ -39,6 +43,22 @@ def write_clients(config: RunConfig, run_dir: Path) -> None:
     write_atomic(run_dir / "clients.csv", frame.to_csv(index=False))
 
 
+def resumed_config(parser, args) -> RunConfig:
+    """The configuration of the run in ``args.resume``, or exit 2 saying why it cannot resume."""
+    given = [f"--{RunConfig.key_of(k)}" for k, v in vars(args).items() if k in RunConfig.__dataclass_fields__
+             and v is not None]
+    if given:
+        parser.error(f"--resume continues a run with its own configuration; drop {', '.join(given)}")
+    run_dir = args.resume
+    if not (run_dir / "config.json").exists():
+        parser.error(f"--resume={run_dir}: not a results folder of run.py (no config.json)")
+    if (run_dir / "summary.json").exists():
+        parser.error(f"--resume={run_dir}: the run finished (summary.json is there); nothing to resume")
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        parser.error(f"--resume={run_dir}: no checkpoint; the run stopped before its first round completed")
+    return RunConfig.from_run_config(json.loads((run_dir / "config.json").read_text())["run_config"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("run.py", __doc__.split("\n")[0])
     parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
@@ -47,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the clients on an existing Ray cluster (started with `ray start --head`)")
     parser.add_argument("--cpus-per-client", type=float, default=1.0, metavar="FLOAT",
                         help="CPUs Ray reserves for each client actor (default: 1; actors = CPUs / this)")
+    parser.add_argument("--resume", metavar="RUN_DIR", type=Path,
+                        help="continue the interrupted run in RUN_DIR from its last complete round "
+                             "(its own configuration; run-config flags are not allowed with it)")
     args = parser.parse_args(argv)
-    config = resolve(parser, args)
+    config = resumed_config(parser, args) if args.resume else resolve(parser, args)
     if not args.cpus_per_client > 0:
         parser.error(f"--cpus-per-client={args.cpus_per_client}: must be > 0")
     if not args.verbose:
@@ -64,14 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
 
-    run_dir = new_run_dir(config)
-    write_clients(config, run_dir)
+    try:
+        run_dir = args.resume or new_run_dir(config)
+        write_clients(config, run_dir)
+    except ResultsError as err:
+        parser.error(str(err))
 
     from fedkd.simulation import simulate
 
     with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory(PEAK_INTERVAL_S) as memory:
-        simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
-                 cpus_per_client=args.cpus_per_client)
+        try:
+            simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
+                     cpus_per_client=args.cpus_per_client, resume=args.resume is not None)
+        except (ResultsError, CheckpointError) as err:  # Flower re-raises what stopped the ServerApp
+            print(f"run.py: error: the run stopped: {err}", file=sys.stderr)
+            print(f"rounds finished so far are in {run_dir}/ (metrics.csv); continue with "
+                  f"python simulations/run.py --resume {run_dir}", file=sys.stderr)
+            return 1
     total = time.perf_counter() - start
     s = json.loads((run_dir / "summary.json").read_text())
     s["memory_mb_peak"] = memory.peak

@@ -28,10 +28,14 @@ class RecordingGrid:
     def __getattr__(self, name):
         return getattr(self._grid, name)
 
-    def send_and_receive(self, messages, *, timeout=None):
+    def push_messages(self, messages):
         messages = list(messages)
-        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
-        self.log.append((messages, replies))
+        self.log.append((messages, []))
+        return self._grid.push_messages(messages)
+
+    def pull_messages(self, message_ids):
+        replies = list(self._grid.pull_messages(message_ids))
+        self.log[-1][1].extend(replies)
         return replies
 
 

@@ -106,3 +106,23 @@ def test_fedmd_consensus_is_unweighted_mean(strategy):
     a = np.array([[1.0, 3.0]], np.float32)
     b = np.array([[3.0, -1.0]], np.float32)
     np.testing.assert_allclose(strategy.aggregate([a, b]), [[2.0, 1.0]])
+
+
+@pytest.mark.parametrize("arrays, reason", [
+    (lambda ids, n: {"ids": ids, "logits": np.zeros((n, 10), np.float64)}, "dtype float64"),
+    (lambda ids, n: {"ids": ids, "logits": np.zeros((n, 10), np.float32), "extra": ids}, "expected arrays"),
+    (lambda ids, n: {"logits": np.zeros((n, 10), np.float32)}, "expected arrays"),
+    (lambda ids, n: {"ids": ids[::-1].copy(), "logits": np.zeros((n, 10), np.float32)}, "ids differ"),
+    (lambda ids, n: {"ids": ids, "logits": np.full((n, 10), np.inf, np.float32)}, "infinite"),
+])
+def test_malformed_knowledge_records_are_rejected_with_their_reason(strategy, arrays, reason):
+    from flwr.app import Array
+
+    msgs, n = _round0(strategy, FakeGrid([1, 2]))
+    good = _reply(msgs[0], 0, np.ones((n, 10), np.float32))
+    bad = _reply(msgs[1], 1, None)
+    ids = strategy._query_ids.astype(np.int32)
+    bad.content[KNOWLEDGE] = ArrayRecord({k: Array(v) for k, v in arrays(ids, n).items()})
+    teacher, _ = strategy.aggregate_train(0, [good, bad])
+    assert list(strategy.report.rejected) == [1] and reason in strategy.report.rejected[1]
+    np.testing.assert_allclose(knowledge.unpack(teacher)[1], 1.0)

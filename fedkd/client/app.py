@@ -6,25 +6,61 @@ round record's ``reply``: knowledge on the public ids the server asked for, mean
 knowledge per class of its shard (FedDistill), its weights (weight-sharing
 strategies) or metrics only; its ``knowledge`` names the kind (logits by default,
 see ``fedkd.knowledge_kinds``). Private inputs and labels never leave the client.
+
+Injected faults that belong to a client happen here, as the run's fault plan says:
+a crash is a real exception (Flower answers the server with an error reply) and a
+Byzantine client corrupts the knowledge it uploads (``fedkd.attacks``).
 """
 
 from __future__ import annotations
 
-import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+import os
 
+import torch
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
 from fedkd import knowledge
-from fedkd.client.training import (Schedule, class_means, class_targets, digest, distill_private, evaluate,
-                                   revisit, views)
+from fedkd.attacks import corrupt
+from fedkd.checkpoint import STATE_DIR_ENV, ClientStateStore
+from fedkd.client.training import (
+    Schedule,
+    class_means,
+    class_targets,
+    digest,
+    distill_private,
+    evaluate,
+    revisit,
+    views,
+)
 from fedkd.config import RunConfig
 from fedkd.datasets import load_splits
+from fedkd.faults import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge_kinds import KINDS
 from fedkd.models import build_model, derive_seed, shared_init_seed
 from fedkd.partition import partition_indices
-from fedkd.protocol import (CLASS_LOGITS, KNOWLEDGE, METRICS, MODEL, OWN_CLASS_LOGITS, OWN_ROUND, PUBLIC_LOGITS, QUERY,
-                            ROUND, RUN, STUDENT, TEACHER, WEIGHTS)
+from fedkd.protocol import (
+    CLASS_LOGITS,
+    KNOWLEDGE,
+    METRICS,
+    MODEL,
+    OWN_CLASS_LOGITS,
+    OWN_ROUND,
+    PUBLIC_LOGITS,
+    QUERY,
+    ROUND,
+    RUN,
+    STUDENT,
+    TEACHER,
+    WEIGHTS,
+)
 
 app = ClientApp()
 
@@ -57,7 +93,18 @@ class _Client:
             self.model.load_state_dict(context.state[STUDENT].to_torch_state_dict())
 
     def save(self, context: Context) -> None:
+        """Keep the student in ``context.state``, and the whole state on disk where a store is set."""
         context.state[STUDENT] = ArrayRecord(self.model.state_dict())
+        store = _store(context)
+        if store is not None:
+            store.save(context.state, int(self.round["server-round"]))
+
+
+def _store(context: Context) -> ClientStateStore | None:
+    """Where this client keeps its state for a resumed run: the node's ``state-dir`` or,
+    in simulation, the folder in the environment (``STATE_DIR_ENV``); None if neither."""
+    folder = str(context.node_config.get("state-dir", "") or os.environ.get(STATE_DIR_ENV, ""))
+    return ClientStateStore(folder, int(context.node_config["partition-id"])) if folder else None
 
 
 def _own_upload(context: Context, rnd: ConfigRecord) -> ArrayRecord | None:
@@ -72,6 +119,10 @@ def train(message: Message, context: Context) -> Message:
     """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
     client = _Client(message, context)
     c, rnd, content = client.config, client.round, message.content
+    server_round, pid = int(rnd["server-round"]), client.partition_id
+    plan = FaultPlan(c)
+    if plan.fate(server_round, pid) == CRASH:
+        raise InjectedCrash(f"client {pid} crashed in round {server_round} (injected: crash-rate={c.crash_rate})")
     reply = str(rnd["reply"])
     schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
                         c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
@@ -94,19 +145,25 @@ def train(message: Message, context: Context) -> Message:
                 torch.from_numpy(teacher), client.private_x, client.private_y, schedule, generator)
         metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
                                           schedule.local_epochs, c.batch_size, generator)
-    client.save(context)
     out = RecordDict({METRICS: MetricRecord(metrics)})
+    byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
         query_ids = knowledge.unpack_ids(content[QUERY])
         v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
-        out[KNOWLEDGE] = knowledge.pack(query_ids, client.kind.payload(v, c.batch_size))
+        payload = client.kind.payload(v, c.batch_size)
+        if byzantine:
+            payload = corrupt(payload, c.attack, plan.attack_rng(server_round, pid))
+        out[KNOWLEDGE] = knowledge.pack(query_ids, payload)
     elif reply == CLASS_LOGITS:
         classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)
+        if byzantine:
+            means = corrupt(means, c.attack, plan.attack_rng(server_round, pid))
         out[KNOWLEDGE] = knowledge.pack(classes, means)
         context.state[OWN_CLASS_LOGITS] = knowledge.pack(classes, means)
-        context.state[OWN_ROUND] = ConfigRecord({"round": int(rnd["server-round"])})
+        context.state[OWN_ROUND] = ConfigRecord({"round": server_round})
     elif reply == WEIGHTS:
         out[MODEL] = ArrayRecord(client.model.state_dict())
+    client.save(context)
     return Message(content=out, reply_to=message)
 
 
@@ -121,4 +178,17 @@ def evaluate_student(message: Message, context: Context) -> Message:
     metrics = MetricRecord({"partition-id": client.partition_id,
                             "num-examples": len(client.splits.test_y),
                             "test-acc": acc, "test-loss": loss})
+    return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
+
+
+@app.query()
+def identify(message: Message, context: Context) -> Message:
+    """Which partition this node holds (a resumed run's first question); the client's
+    state saved at or before the resume round is restored first."""
+    pid = int(context.node_config["partition-id"])
+    store = _store(context)
+    state = store.restore(int(message.content[ROUND]["resume-round"])) if store is not None else None
+    for key in state.keys() if state is not None else ():
+        context.state[key] = state[key]
+    metrics = MetricRecord({"partition-id": pid, "restored": int(state is not None)})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)

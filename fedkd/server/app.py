@@ -18,8 +18,10 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
+from fedkd import checkpoint
 from fedkd.config import RunConfig
 from fedkd.datasets import DATASETS, load_splits
+from fedkd.faults import FaultPlan, UnreliableGrid
 from fedkd.models import build_model, count_parameters
 from fedkd.plots import plot_accuracy
 from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
@@ -65,14 +67,19 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
         "round_time_s_median": float(server.loc[rounds, "wall_time_s"].median()),
         "round_time_s": [float(v) for v in server["wall_time_s"]],
         "server_wall_time_s": wall_time_s,
+        **{f"{key}_total": int(server[key].sum()) for key in ("missing", "failed", "rejected", "late", "skipped")},
     }
 
 
-def run_server(grid: Grid, config: RunConfig, run_dir: Path,
-               on_round: RoundCallback | None = None, started: float | None = None) -> dict[str, Any]:
+def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
+               started: float | None = None, resume: bool = False) -> dict[str, Any]:
     """Run every round, write config.json, metrics, summary.json, accuracy.png and, where
     the teacher signal is soft labels on public ids, teacher.npz. ``started`` (a
-    ``time.perf_counter()`` reading) dates the engine's start, reported as start-up."""
+    ``time.perf_counter()`` reading) dates the engine's start, reported as start-up.
+
+    A checkpoint is written after every round (clients keep their own state, see
+    ``fedkd.checkpoint``); ``resume`` continues the run in ``run_dir`` after its last
+    complete round. A finished run removes the checkpoint and the clients' states."""
     spec = DATASETS[config.dataset]
     splits = load_splits(config.dataset, config.seed, config.public_size)
     params = model_parameters(config, splits.input_shape, spec.num_classes)
@@ -82,15 +89,20 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
         "model_parameters": params, "private_pool": len(splits.private_y),
         "public_size": len(splits.public_y), "test_size": len(splits.test_y),
     })
-    strategy = STRATEGIES[config.strategy](config, splits)
+    restart = checkpoint.load(run_dir, splits) if resume else None
+    strategy = restart.strategy if restart is not None else STRATEGIES[config.strategy](config, splits)
+    plan = FaultPlan(config)
+    if plan.on_link:  # drops and stragglers happen between the server and the clients
+        grid = UnreliableGrid(grid, plan, strategy.partition_of)
     table = MetricsTable(run_dir)
     start = time.perf_counter()
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log
         log(INFO, HEADER)
-        on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))  # noqa: E731
+        on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))
     wait_for_nodes(grid, config.clients)
     startup_s = time.perf_counter() - started if started is not None else float("nan")
-    state = run_rounds(grid, config, strategy, table, on_round)
+    state = run_rounds(grid, config, strategy, table, on_round, restart,
+                       lambda point: checkpoint.save(run_dir, point, splits))
     teacher = strategy.soft_label_teacher(state)
     if teacher is not None:  # the final teacher signal, for lineages
         np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])
@@ -100,16 +112,17 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path,
     plot_accuracy(table.server(), run_dir / "accuracy.png",
                   f"{config.strategy} on {config.dataset}: {config.clients} clients, "
                   f"{config.partition} partition, models {config.models}")
+    checkpoint.remove(run_dir)
     return summary
 
 
 def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-                    started: float | None = None) -> ServerApp:
+                    started: float | None = None, resume: bool = False) -> ServerApp:
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
-        run_server(grid, config, run_dir, on_round, started)
+        run_server(grid, config, run_dir, on_round, started, resume=resume)
 
     return server_app
 

@@ -4,7 +4,12 @@ Round 0 reaches every client: local training only (the local-only reference) and
 the first knowledge. Rounds 1..R reach the sampled clients. Every round records
 per-client test accuracy, the strategy's server-side figures (the teacher signal's
 accuracy on the hidden public labels, a server model's test accuracy), the bytes
-of every message in each direction and the round's wall time.
+of every message in each direction, the round's wall time, and what became of the
+sampled clients: replied in time, no reply by the deadline (``round-timeout``),
+failed (an error reply), rejected by validation, and late (a reply that came after
+its round closed; counted under its own round when it arrives). A round with fewer
+accepted replies than ``min-clients`` keeps the previous server state. After every
+round the metrics are flushed and, where asked, a checkpoint is written.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
+from fedkd.checkpoint import Checkpoint
 from fedkd.config import RunConfig
 from fedkd.memory import process_tree_mb
 from fedkd.protocol import METRICS
@@ -24,7 +30,7 @@ from fedkd.results import SERVER, MetricsTable
 from fedkd.strategies.base import FedkdStrategy
 from fedkd.wire import message_bytes
 
-REPLY_TIMEOUT_S = 3600.0
+REPLY_TIMEOUT_S = 3600.0  # the deadline when a run sets no round-timeout
 log = logging.getLogger(__name__)
 
 
@@ -40,44 +46,116 @@ def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 600.0) -> list[
         time.sleep(0.2)
 
 
-def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list[int]]
-              ) -> list[Message]:
-    """Send, receive, and add each message's serialized size to its node's [up, down]."""
+def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list[int]], timeout_s: float
+              ) -> tuple[list[Message], dict[str, int]]:
+    """Send, then collect replies until all are in or ``timeout_s`` has passed; each
+    message's serialized size goes to its node's [up, down]. Returns the replies and
+    the unanswered messages (id -> destination node)."""
     if not messages:
-        return []
+        return [], {}
+    deadline = time.monotonic() + timeout_s
     for m in messages:
         bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m)
-    replies = list(grid.send_and_receive(messages, timeout=REPLY_TIMEOUT_S))
+    destinations = [m.metadata.dst_node_id for m in messages]
+    waiting = dict(zip(grid.push_messages(messages), destinations))
+    replies: list[Message] = []
+    while waiting:
+        for r in grid.pull_messages(list(waiting)):
+            waiting.pop(r.metadata.reply_to_message_id, None)
+            replies.append(r)
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(getattr(grid, "pull_interval", 0.1))
     for r in replies:  # an error reply (a client that failed) carries no content
         bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
-    return replies
+    return replies, waiting
+
+
+class LateReplies:
+    """Training replies that missed their round's deadline, collected when they arrive."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, tuple[int, int]] = {}  # message id -> (round, node id)
+
+    def expect(self, server_round: int, unanswered: dict[str, int]) -> None:
+        self.waiting.update({mid: (server_round, node) for mid, node in unanswered.items()})
+
+    def collect(self, grid: Grid, strategy: FedkdStrategy, table: MetricsTable) -> None:
+        """Count the replies that came in since the last look, under their own round."""
+        if not self.waiting:
+            return
+        for reply in grid.pull_messages(list(self.waiting)):
+            rnd, node = self.waiting.pop(reply.metadata.reply_to_message_id)
+            table.increment(rnd, SERVER, "late", 1)
+            pid = strategy.partition_of(node)
+            if pid is not None:
+                table.add(rnd, pid, "late", 1)
+
+
+def identify_nodes(grid: Grid, strategy: FedkdStrategy, resume_round: int, timeout_s: float) -> None:
+    """A resumed run's first exchange: which node holds which partition (clients restore their state)."""
+    replies, _ = _exchange(grid, strategy.configure_identify(resume_round, grid), {}, timeout_s)
+    restored = strategy.learn_nodes(replies)
+    log.info("resuming after round %d: %d of %d nodes answered, %d restored their state",
+             resume_round, len(strategy.nodes), len(replies), restored)
+
+
+def _log_faults(rnd: int, report, missing: list[str], timeout_s: float) -> None:
+    if missing:
+        log.warning("round %d: no reply within %.0f s from %s", rnd, timeout_s, ", ".join(missing))
+    for who, reason in report.failed.items():
+        log.warning("round %d: %s failed: %s", rnd, who, reason)
+    for pid, reason in sorted(report.rejected.items()):
+        log.warning("round %d: reply of client %d rejected: %s", rnd, pid, reason)
+    if report.skipped:
+        log.warning("round %d: aggregation skipped, the server state is kept: %s", rnd, report.skipped)
 
 
 def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: MetricsTable,
-               on_round: Callable[[int, dict[str, float]], None]) -> ArrayRecord:
-    """Rounds 0..R; after each, rows go to ``table`` (flushed) and server metrics to ``on_round``.
+               on_round: Callable[[int, dict[str, float]], None],
+               resume: Checkpoint | None = None,
+               save_checkpoint: Callable[[Checkpoint], None] | None = None) -> ArrayRecord:
+    """Rounds 0..R (or those after ``resume``'s); after each, rows go to ``table``
+    (flushed), server metrics to ``on_round`` and a checkpoint to ``save_checkpoint``.
     Returns the final server state (teacher signal or global models)."""
+    timeout_s = config.round_timeout or REPLY_TIMEOUT_S
     strategy.summary()
     state = ArrayRecord()  # what aggregation returns: the teacher signal or the global models
     latest_acc: dict[int, float] = {}
-    for rnd in range(config.rounds + 1):
+    first = 0
+    if resume is not None:
+        state, latest_acc, first = resume.state, dict(resume.latest_acc), resume.round + 1
+        table.rows = list(resume.rows)
+        identify_nodes(grid, strategy, resume.round, timeout_s)
+    late = LateReplies()
+    for rnd in range(first, config.rounds + 1):
         start = time.perf_counter()
         bytes_by_node: dict[int, list[int]] = {}
         train_msgs = list(strategy.configure_train(rnd, state, ConfigRecord(), grid))
-        replies = _exchange(grid, train_msgs, bytes_by_node)
+        replies, unanswered = _exchange(grid, train_msgs, bytes_by_node, timeout_s)
+        late.expect(rnd, unanswered)
         new_state, _ = strategy.aggregate_train(rnd, replies)
         if new_state is not None:
             state = new_state
         eval_msgs = list(strategy.configure_evaluate(rnd, state, ConfigRecord(), grid))
-        eval_replies = _exchange(grid, eval_msgs, bytes_by_node)
+        eval_replies, _ = _exchange(grid, eval_msgs, bytes_by_node, timeout_s)
         strategy.aggregate_evaluate(rnd, eval_replies)
         elapsed = time.perf_counter() - start
 
         report = strategy.report
+        missing = [strategy.describe(node) for node in unanswered.values()]
         for pid, metrics in sorted(report.replied.items()):
             for key in ("digest-loss", "revisit-loss", "num-examples"):
                 if key in metrics:
                     table.add(rnd, pid, key.replace("-", "_"), metrics[key])
+        for pid in sorted(report.rejected):
+            table.add(rnd, pid, "rejected", 1)
+        for node in unanswered.values():
+            if strategy.partition_of(node) is not None:
+                table.add(rnd, strategy.partition_of(node), "missing", 1)
+        for who in report.failed:
+            if who.startswith("client "):
+                table.add(rnd, int(who.split()[1]), "failed", 1)
         evaluated = {int(r.content[METRICS]["partition-id"]): r.content[METRICS]
                      for r in eval_replies if not r.has_error()}
         for pid, m in sorted(evaluated.items()):  # replies arrive in any order
@@ -93,8 +171,10 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         server = {
             "sampled": len(report.sampled),
             "replied": len(report.replied),
+            "missing": len(unanswered),
             "failed": len(report.failed),
             "rejected": len(report.rejected),
+            "skipped": int(bool(report.skipped)),
             "clients_evaluated": len(accs),
             "bytes_up": sum(v[0] for v in bytes_by_node.values()),
             "bytes_down": sum(v[1] for v in bytes_by_node.values()),
@@ -107,10 +187,11 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         server.update(strategy.server_metrics(state))
         for key, value in server.items():
             table.add(rnd, SERVER, key, value)
+        table.add(rnd, SERVER, "late", 0)
+        late.collect(grid, strategy, table)
         table.flush()
-        on_round(rnd, server)
-        for reason in report.failed:
-            log.warning("round %d: a client failed: %s", rnd, reason)
-        for pid, reason in sorted(report.rejected.items()):
-            log.warning("round %d: reply of client %d rejected: %s", rnd, pid, reason)
+        if save_checkpoint is not None:
+            save_checkpoint(Checkpoint(rnd, state, strategy, list(table.rows), dict(latest_acc)))
+        on_round(rnd, {**server, "late": table.get(rnd, SERVER, "late")})
+        _log_faults(rnd, report, missing, timeout_s)
     return state

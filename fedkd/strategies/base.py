@@ -18,16 +18,32 @@ from logging import INFO
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fedkd import knowledge
+from fedkd import knowledge, robust
 from fedkd.config import ConfigError, RunConfig
 from fedkd.datasets import Splits
 from fedkd.knowledge_kinds import KINDS
-from fedkd.protocol import KNOWLEDGE, METRICS, PUBLIC_LOGITS, QUERY, ROUND, RUN, TEACHER
+from fedkd.protocol import (
+    CLASS_LOGITS,
+    KNOWLEDGE,
+    METRICS,
+    PUBLIC_LOGITS,
+    QUERY,
+    ROUND,
+    RUN,
+    TEACHER,
+)
 from fedkd.server.model import ServerModel
 
 Record = ArrayRecord | ConfigRecord
@@ -39,8 +55,9 @@ class RoundReport:
 
     sampled: list[int] = field(default_factory=list)  # partition ids (node ids in round 0)
     replied: dict[int, MetricRecord] = field(default_factory=dict)  # partition id -> metrics
-    failed: list[str] = field(default_factory=list)  # error reasons
+    failed: dict[str, str] = field(default_factory=dict)  # "client <id>" (or "node <id>") -> error
     rejected: dict[int, str] = field(default_factory=dict)  # partition id -> reason
+    skipped: str = ""  # why the round's aggregation was skipped (too few accepted replies)
 
 
 class FedkdStrategy(Strategy):
@@ -59,6 +76,7 @@ class FedkdStrategy(Strategy):
         self.kind = KINDS[config.knowledge if self.kinds else "soft-labels"]
         self.width = self.kind.width(splits.num_classes, config.embed_dim, config.batch_size)  # per id or class
         self.nodes: dict[int, int] = {}  # partition id -> node id, learned in round 0
+        self._partitions: dict[int, int] = {}  # node id -> partition id
         self.report = RoundReport()
 
     @classmethod
@@ -75,6 +93,16 @@ class FedkdStrategy(Strategy):
             raise ConfigError("online", config.online,
                               f"--strategy={cls.name} has no public-set teacher signal for a server model to "
                               "join; online distillation runs with fedmd, feddf-logits or dsfl")
+        if config.aggregator != "mean" and not issubclass(cls, KnowledgeStrategy):
+            raise ConfigError("aggregator", config.aggregator,
+                              f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
+                              "robust aggregators run with fedmd, feddf-logits or dsfl")
+        if config.byzantine_frac > 0 and (cls.reply not in (PUBLIC_LOGITS, CLASS_LOGITS)
+                                          or config.knowledge != "soft-labels"):
+            raise ConfigError("byzantine-frac", config.byzantine_frac,
+                              f"attacks corrupt uploaded soft labels; --strategy={cls.name} with "
+                              f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, dsfl "
+                              "or feddistill with soft-labels)")
 
     # ------------------------------------------------------- for subclasses
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
@@ -114,15 +142,48 @@ class FedkdStrategy(Strategy):
             return {"distill-epochs": 0, "local-epochs": c.init_epochs}
         return {"distill-epochs": c.distill_epochs, "local-epochs": max(c.local_epochs, self.min_local_epochs)}
 
+    # ---------------------------------------------------------------- nodes
+    def _learn(self, partition_id: int, node_id: int) -> None:
+        self.nodes[partition_id] = node_id
+        self._partitions[node_id] = partition_id
+
+    def forget_nodes(self) -> None:
+        """Node ids change when a federation restarts (a resumed run learns them again)."""
+        self.nodes, self._partitions = {}, {}
+
+    def partition_of(self, node_id: int) -> int | None:
+        """The partition a node holds; None until the node said so."""
+        return self._partitions.get(node_id)
+
+    def describe(self, node_id: int) -> str:
+        pid = self.partition_of(node_id)
+        return f"client {pid}" if pid is not None else f"node {node_id}"
+
+    def configure_identify(self, resume_round: int, grid: Grid) -> list[Message]:
+        """Ask every node which partition it holds (a resumed run's first messages); the
+        clients restore their state saved at or before ``resume_round``."""
+        rnd = ConfigRecord({"resume-round": resume_round})
+        return [Message(content=RecordDict({ROUND: rnd}), dst_node_id=node, message_type=MessageType.QUERY)
+                for node in sorted(grid.get_node_ids())]
+
+    def learn_nodes(self, replies: Iterable[Message]) -> int:
+        """Record the partition of each replying node; returns how many restored a state."""
+        restored = 0
+        for msg in replies:
+            if not msg.has_error():
+                m = msg.content[METRICS]
+                self._learn(int(m["partition-id"]), msg.metadata.src_node_id)
+                restored += int(m["restored"])
+        return restored
+
     # ------------------------------------------------------------- sampling
     def sample(self, server_round: int) -> list[int]:
         """Partition ids of this round, drawn with the run's seed; all of them in round 0."""
         c = self.config
         if server_round == 0:
             return list(range(c.clients))
-        k = max(1, round(c.fraction * c.clients))
         rng = np.random.default_rng([c.seed, 3, server_round])
-        return sorted(int(p) for p in rng.choice(c.clients, size=k, replace=False))
+        return sorted(int(p) for p in rng.choice(c.clients, size=c.clients_per_round, replace=False))
 
     def _messages(self, partitions: list[int], grid: Grid, common: dict[str, Record],
                   arrays: ArrayRecord, message_type: str) -> list[Message]:
@@ -153,17 +214,19 @@ class FedkdStrategy(Strategy):
         payloads: dict[int, Any] = {}
         for msg in replies:
             if msg.has_error():
-                self.report.failed.append(msg.error.reason)
+                self.report.failed[self.describe(msg.metadata.src_node_id)] = msg.error.reason
                 continue
             metrics = msg.content[METRICS]
             pid = int(metrics["partition-id"])
-            self.nodes[pid] = msg.metadata.src_node_id
+            self._learn(pid, msg.metadata.src_node_id)
             self.report.replied[pid] = metrics
             try:
                 payloads[pid] = self.validate_reply(pid, msg)
             except (KeyError, knowledge.KnowledgeError) as err:
                 self.report.rejected[pid] = str(err)
-        if not payloads:
+        if len(payloads) < self.config.min_clients:
+            self.report.skipped = (f"{len(payloads)} accepted replies of {len(self.report.sampled)} sampled, "
+                                   f"min-clients is {self.config.min_clients}")
             return None, None
         return self.aggregate_replies(server_round, {p: payloads[p] for p in sorted(payloads)})
 
@@ -200,6 +263,11 @@ class KnowledgeStrategy(FedkdStrategy):
         super().__init__(config, splits)
         self._query_ids = np.zeros(0, dtype=np.int64)
         self.server_model = ServerModel(config, splits) if self.has_server_model or config.online else None
+
+    @property
+    def combine(self) -> robust.Combine:
+        """The run's rule for combining the parties' payloads (``aggregator``)."""
+        return robust.combiner(self.config.aggregator, self.config.robust_frac)
 
     @abstractmethod
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:

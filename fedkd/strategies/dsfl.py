@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedkd import robust
 from fedkd.strategies.base import KnowledgeStrategy
 
 
@@ -25,10 +26,11 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def entropy_reduction(probabilities: list[np.ndarray], temperature: float) -> np.ndarray:
-    """ERA: softmax(mean of the clients' probabilities / temperature), row by row."""
-    mean = np.mean(np.stack(probabilities), axis=0, dtype=np.float64)
-    return softmax(mean / temperature)
+def entropy_reduction(probabilities: list[np.ndarray], temperature: float,
+                      combine: robust.Combine = robust.mean) -> np.ndarray:
+    """ERA: softmax(mean of the clients' probabilities / temperature), row by row; a
+    robust ``combine`` takes the mean's place."""
+    return softmax(combine(probabilities) / temperature)
 
 
 class DSFL(KnowledgeStrategy):
@@ -39,5 +41,6 @@ class DSFL(KnowledgeStrategy):
         return 1.0
 
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
-        targets = entropy_reduction([softmax(z.astype(np.float64)) for z in logits], self.config.era_temperature)
+        targets = entropy_reduction([softmax(z.astype(np.float64)) for z in logits], self.config.era_temperature,
+                                    self.combine)
         return np.log(np.clip(targets, 1e-12, None)).astype(np.float32)

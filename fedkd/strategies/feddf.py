@@ -12,15 +12,17 @@ predictions do.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, Message
 
-from fedkd import knowledge
+from fedkd import robust
 from fedkd.client.training import predict
 from fedkd.models import derive_seed
 from fedkd.protocol import MODEL
 from fedkd.server.model import SERVER_TEMPERATURE, distill_early_stopped
 from fedkd.strategies.parameter_averaging import ParameterAveraging
+
 
 class FedDF(ParameterAveraging):
     name = "feddf"
@@ -32,9 +34,9 @@ class FedDF(ParameterAveraging):
 
     def refine(self, averaged: dict[str, ArrayRecord], payloads: dict[int, Message]) -> dict[str, ArrayRecord]:
         public_x = torch.from_numpy(self.splits.public_x)
-        ensemble = knowledge.mean_logits([
+        ensemble = robust.mean([
             predict(self.build(self.config.model_for(pid), reply.content[MODEL]), public_x).numpy()
-            for pid, reply in payloads.items()])
+            for pid, reply in payloads.items()]).astype(np.float32)
         refined = {}
         for name, weights in averaged.items():
             model = self.build(name, weights)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkd import knowledge
 from fedkd.strategies.base import KnowledgeStrategy
 
 
@@ -22,7 +21,7 @@ class FedDFLogits(KnowledgeStrategy):
     has_server_model = True
 
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
-        return knowledge.mean_logits(logits)
+        return self.combine(logits).astype(np.float32)
 
     def teacher_from(self, public_x: np.ndarray, aggregate: np.ndarray) -> np.ndarray:
         return self.server_model.predict(public_x)

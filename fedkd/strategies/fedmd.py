@@ -29,4 +29,4 @@ class FedMD(KnowledgeStrategy):
     kinds = ("soft-labels", "relational", "contrastive")
 
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
-        return self.kind.aggregate(logits)
+        return self.kind.aggregate(logits, self.combine)

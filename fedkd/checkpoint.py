@@ -1,0 +1,131 @@
+"""Crash-safe checkpoints: a run killed at any moment resumes from its last complete round.
+
+After every round the server writes ``checkpoint.pkl`` atomically (temporary file,
+then rename): the server state (teacher signal or global models), the strategy
+with everything it holds (server models, optimisers, random generators), and the
+metric rows so far. The data splits are not copied: they are rebuilt from the seed
+and re-attached on load. Node ids are not kept either: a resumed run learns them
+again by asking every node which partition it holds.
+
+Clients keep their own state (``context.state``: the student, FedDistill's last
+upload) in ``ClientStateStore`` files, versioned by round, so a resumed client
+restarts from the version the server's checkpoint expects. In simulation the store
+is ``<run>/client_state/`` (named in the client actors' environment, so no message
+carries a path); on a SuperNode it is the node's ``state-dir`` (node config).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import io
+import pickle
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flwr.app import ArrayRecord, RecordDict
+
+from fedkd.datasets import Splits
+from fedkd.results import write_atomic
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+CLIENT_STATE_DIR = "client_state"
+STATE_DIR_ENV = "FEDKD_CLIENT_STATE_DIR"  # how a simulation tells its client actors the folder
+_SPLITS = "splits"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or cannot be resumed."""
+
+
+@dataclass
+class Checkpoint:
+    round: int  # the last complete round
+    state: ArrayRecord  # what the strategy's aggregation returned
+    strategy: Any  # the FedkdStrategy, splits detached
+    rows: list[tuple[int, str, str, float]]  # the metric rows so far
+    latest_acc: dict[int, float]  # each client's latest test accuracy
+
+
+class _Pickler(pickle.Pickler):
+    # Flower's arrays hold memoryviews once a record has been sent: store their bytes.
+    dispatch_table = {**copyreg.dispatch_table, memoryview: lambda m: (memoryview, (m.tobytes(),))}
+
+    def __init__(self, file, splits: Splits):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.splits = splits
+
+    def persistent_id(self, obj: Any) -> str | None:
+        return _SPLITS if obj is self.splits else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, splits: Splits):
+        super().__init__(file)
+        self.splits = splits
+
+    def persistent_load(self, pid: str) -> Splits:
+        if pid != _SPLITS:
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+        return self.splits
+
+
+def save(run_dir: Path, checkpoint: Checkpoint, splits: Splits) -> None:
+    buffer = io.BytesIO()
+    _Pickler(buffer, splits).dump(checkpoint)
+    write_atomic(run_dir / CHECKPOINT_FILE, buffer.getvalue())
+
+
+def load(run_dir: Path, splits: Splits) -> Checkpoint:
+    path = run_dir / CHECKPOINT_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: no round of this run completed, or it finished "
+                              "(a finished run removes its checkpoint)")
+    with path.open("rb") as f:
+        checkpoint = _Unpickler(f, splits).load()
+    checkpoint.strategy.forget_nodes()
+    return checkpoint
+
+
+def remove(run_dir: Path) -> None:
+    """Delete a finished run's checkpoint and client states (nothing is left to resume)."""
+    (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / CLIENT_STATE_DIR, ignore_errors=True)
+
+
+class ClientStateStore:
+    """One client's saved ``context.state``, one file per round it changed in.
+
+    Saving round r keeps r and the newest version before it, never more: the
+    server's checkpoint is at r - 1 or r whenever a client saves r, and a resumed
+    client needs the newest version at or before the checkpoint.
+    """
+
+    def __init__(self, folder: Path, partition_id: int):
+        self.folder, self.partition_id = Path(folder), partition_id
+        self.pattern = re.compile(rf"^client{partition_id}\.r(\d+)\.pkl$")
+
+    def _versions(self) -> dict[int, Path]:
+        if not self.folder.is_dir():
+            return {}
+        return {int(m.group(1)): p for p in self.folder.iterdir() if (m := self.pattern.match(p.name))}
+
+    def save(self, state: RecordDict, server_round: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.folder / f"client{self.partition_id}.r{server_round}.pkl", pickle.dumps(state))
+        versions = self._versions()
+        older = sorted(r for r in versions if r < server_round)
+        for r in older[:-1]:
+            versions[r].unlink(missing_ok=True)
+
+    def restore(self, upto_round: int) -> RecordDict | None:
+        """The newest state saved at or before ``upto_round`` (None if there is none);
+        versions after it, from the round a crash cut short, are deleted."""
+        versions = self._versions()
+        for r in [r for r in versions if r > upto_round]:
+            versions.pop(r).unlink(missing_ok=True)
+        if not versions:
+            return None
+        return pickle.loads(versions[max(versions)].read_bytes())

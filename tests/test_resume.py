@@ -1,0 +1,141 @@
+"""Nothing lost: every round is checkpointed, a killed run resumes from its last
+complete round and ends with the metrics of a run that was never interrupted; a
+results folder that cannot be written stops the run with a clear error and leaves
+the rounds already written intact."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fedkd import checkpoint
+from fedkd.pool_grid import PoolGrid
+from fedkd.results import MACHINE_METRICS, ResultsError, read_server_metrics
+from fedkd.server.app import run_server
+from tests.conftest import load_script, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    df = pd.read_csv(run_dir / "metrics.csv", dtype={"client": str})
+    df = df[~df.metric.isin(MACHINE_METRICS)]
+    return df.sort_values(["round", "client", "metric"]).reset_index(drop=True)
+
+
+def _run(config, run_dir, resume=False, first_node_id=1000, on_round=lambda r, m: None):
+    """A run on this process's own clients; a resumed federation gets new node ids, as Flower's would."""
+    grid = PoolGrid(config.clients, workers=0, first_node_id=first_node_id,
+                    state_dir=run_dir / checkpoint.CLIENT_STATE_DIR)
+    run_server(grid, config, run_dir, on_round, resume=resume)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after(round_: int):
+    def on_round(rnd, metrics):
+        if rnd == round_:
+            raise Interrupt
+    return on_round
+
+
+@pytest.mark.parametrize("strategy, options", [
+    ("fedmd", {}), ("dsfl", {}), ("feddistill", {}), ("feddf", {"server_epochs": 2}),
+    ("fedmd", {"crash_rate": 0.3}),
+])
+def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(strategy, options, tmp_path):
+    config = tiny_config().replace(strategy=strategy, rounds=3, **options)
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    _run(config, whole)
+    with pytest.raises(Interrupt):
+        _run(config, cut, on_round=_stop_after(1))
+    assert sorted(read_server_metrics(cut).index) == [0, 1]
+    _run(config, cut, resume=True, first_node_id=7000)
+    pd.testing.assert_frame_equal(_metrics(whole), _metrics(cut))
+    assert not (cut / checkpoint.CHECKPOINT_FILE).exists() and not (cut / checkpoint.CLIENT_STATE_DIR).exists()
+
+
+KILLABLE = """
+import sys, time
+from pathlib import Path
+from fedkd.pool_grid import PoolGrid
+from fedkd.server.app import run_server
+from tests.conftest import tiny_config
+config = tiny_config().replace(rounds=4)
+run_dir = Path(sys.argv[1])
+run_server(PoolGrid(config.clients, workers=0, state_dir=run_dir / "client_state"), config, run_dir,
+           lambda r, m: time.sleep(0.5))
+"""
+
+
+def test_kill_9_loses_at_most_the_round_in_flight(tmp_path):
+    config = tiny_config().replace(rounds=4)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir(), killed.mkdir()
+    _run(config, whole)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, str(killed)], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not ((killed / "metrics.csv").exists() and read_server_metrics(killed).index.max() >= 2):
+        assert child.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (killed / "summary.json").exists()
+    done = read_server_metrics(killed).index.max()
+    _run(config, killed, resume=True, first_node_id=9000)
+    pd.testing.assert_frame_equal(_metrics(whole), _metrics(killed))
+    assert done >= 2
+
+
+def test_resume_refuses_a_finished_run_and_a_folder_without_checkpoint(tmp_path, capsys):
+    run = load_script("run")
+    with pytest.raises(SystemExit) as err:
+        run.main(["--resume", str(tmp_path)])
+    assert err.value.code == 2 and "no config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps({"run_config": tiny_config().to_run_config()}))
+    with pytest.raises(SystemExit):
+        run.main(["--resume", str(tmp_path)])
+    assert "no checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run.main(["--resume", str(tmp_path), "--rounds", "5"])
+    assert "drop --rounds" in capsys.readouterr().err
+
+
+def test_a_results_folder_that_cannot_be_written_stops_the_run_and_keeps_earlier_rounds(tmp_path, monkeypatch):
+    import fedkd.results as results
+
+    config = tiny_config()
+    real_replace = os.replace
+
+    def disk_full_after_round_0(rnd, metrics):
+        def replace(src, dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(results.os, "replace", replace)
+
+    with pytest.raises(ResultsError, match="cannot write .*metrics.csv: No space left on device"):
+        run_server(PoolGrid(config.clients, workers=0), config, tmp_path, disk_full_after_round_0)
+    monkeypatch.setattr(results.os, "replace", real_replace)
+    assert list(read_server_metrics(tmp_path).index) == [0]  # round 0 as written, whole
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_an_unwritable_out_folder_is_refused_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as err:
+        load_script("run").main(["--out", str(blocker / "results"), "--dataset", "digits", "--clients", "5",
+                                 "--public-size", "300", "--public-subset", "100"])
+    assert err.value.code == 2
+    assert f"cannot create results folder {blocker}/results" in capsys.readouterr().err
