@@ -86,10 +86,10 @@ class UnreliableGrid:
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
         """Ids in the order of ``messages``; a dropped message gets an id nothing answers."""
-        arrives = time.monotonic() + self.plan.config.round_timeout + LATE_BY_S
         messages = list(messages)
         fates = [self._fate(m) for m in messages]
         delivered = iter(self.grid.push_messages([m for m, f in zip(messages, fates) if f != DROP]))
+        arrives = time.monotonic() + self.plan.config.round_timeout + LATE_BY_S  # the deadline starts now
         ids = []
         for fate in fates:
             ids.append(uuid.uuid4().hex if fate == DROP else next(delivered))

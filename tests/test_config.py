@@ -47,9 +47,9 @@ def test_bad_values_name_key_value_and_what_is_allowed(key, value, words):
 def test_data_dependent_limits():
     with pytest.raises(ConfigError, match="public-size"):
         check_sizes(RunConfig(dataset="digits", public_size=361))
-    with pytest.raises(ConfigError, match="at most 107 clients"):
-        check_sizes(RunConfig(dataset="digits", clients=108, public_size=300))
-    check_sizes(RunConfig(dataset="digits", clients=107, public_size=300))
+    with pytest.raises(ConfigError, match="at most 215 clients"):
+        check_sizes(RunConfig(dataset="digits", clients=216, public_size=300))
+    check_sizes(RunConfig(dataset="digits", clients=215, public_size=300))
 
 
 def test_models_are_assigned_round_robin():

@@ -118,3 +118,34 @@ def test_fault_free_runs_record_zero_faults(tmp_path):
     server = read_server_metrics(tmp_path)
     for key in ("missing", "failed", "rejected", "late", "skipped"):
         assert np.all(server[key] == 0), key
+
+
+class SlowFirstReply(PoolGrid):
+    """Node 1000's round-0 reply arrives 0.4 s after the server first looked for it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slow_id, self.due = None, None
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        ids = super().push_messages(messages)
+        if self.slow_id is None:
+            self.slow_id = next(i for i, m in zip(ids, messages) if m.metadata.dst_node_id == 1000)
+        return ids
+
+    def pull_messages(self, message_ids):
+        import time
+
+        if self.slow_id in message_ids and self.due is None:
+            self.due = time.monotonic() + 0.4
+        hold = self.slow_id in message_ids and time.monotonic() < self.due
+        return super().pull_messages([i for i in message_ids if not (hold and i == self.slow_id)])
+
+
+def test_a_late_round_0_reply_still_maps_its_node_to_its_partition(tmp_path):
+    config = tiny_config().replace(fraction=1.0, rounds=3, round_timeout=0.2)
+    run_server(SlowFirstReply(config.clients, workers=0), config, tmp_path)
+    server = read_server_metrics(tmp_path)
+    assert server.loc[0, "missing"] == 1 and server.loc[0, "late"] == 1
+    assert server.loc[3, "sampled"] == 5 and server.loc[3, "replied"] == 5  # client 0 takes part again

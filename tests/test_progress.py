@@ -24,5 +24,13 @@ def test_a_line_per_round_with_its_key_metrics():
     assert "0.500" in lines[0] and "0.600" in lines[0] and "2.00" in lines[0] and "1.00" in lines[0]
 
 
+def test_faults_are_named_at_the_end_of_the_line_only_when_there_are_some():
+    from fedkd.server.progress import format_round
+
+    assert "(" not in format_round(1, 2, {**ROUND, "missing": 0, "failed": 0, "skipped": 0})
+    line = format_round(1, 2, {**ROUND, "missing": 3, "failed": 1, "late": 2, "skipped": 1})
+    assert line.endswith("(3 no reply, 1 failed, 2 late, aggregation skipped (min-clients))")
+
+
 def test_quiet_prints_nothing():
     assert _run(quiet=True) == ""

@@ -6,8 +6,10 @@ closes over a config for ``run_simulation``, which hands the ServerApp an empty 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from logging import INFO
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,29 @@ from fedkd.faults import FaultPlan, UnreliableGrid
 from fedkd.models import build_model, count_parameters
 from fedkd.plots import plot_accuracy
 from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
+from fedkd.server import loop
 from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
+EVENTS_FILE = "events.log"  # each client that failed, sent nothing in time or was rejected, and why
+
+
+@contextmanager
+def events_log(path: Path):
+    """The round loop's reports (faults with partition ids, resume) go to ``path``."""
+    logger = logging.getLogger(loop.__name__)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def model_parameters(config: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> dict[str, int]:
@@ -101,8 +120,9 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
         on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))
     wait_for_nodes(grid, config.clients)
     startup_s = time.perf_counter() - started if started is not None else float("nan")
-    state = run_rounds(grid, config, strategy, table, on_round, restart,
-                       lambda point: checkpoint.save(run_dir, point, splits))
+    with events_log(run_dir / EVENTS_FILE):
+        state = run_rounds(grid, config, strategy, table, on_round, restart,
+                           lambda point: checkpoint.save(run_dir, point, splits))
     teacher = strategy.soft_label_teacher(state)
     if teacher is not None:  # the final teacher signal, for lineages
         np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])

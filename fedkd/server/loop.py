@@ -48,16 +48,16 @@ def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 600.0) -> list[
 
 def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list[int]], timeout_s: float
               ) -> tuple[list[Message], dict[str, int]]:
-    """Send, then collect replies until all are in or ``timeout_s`` has passed; each
-    message's serialized size goes to its node's [up, down]. Returns the replies and
-    the unanswered messages (id -> destination node)."""
+    """Send, then collect replies until all are in or ``timeout_s`` has passed since
+    the messages were out; each message's serialized size goes to its node's [up,
+    down]. Returns the replies and the unanswered messages (id -> destination node)."""
     if not messages:
         return [], {}
-    deadline = time.monotonic() + timeout_s
     for m in messages:
         bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m)
     destinations = [m.metadata.dst_node_id for m in messages]
     waiting = dict(zip(grid.push_messages(messages), destinations))
+    deadline = time.monotonic() + timeout_s
     replies: list[Message] = []
     while waiting:
         for r in grid.pull_messages(list(waiting)):
@@ -81,12 +81,15 @@ class LateReplies:
         self.waiting.update({mid: (server_round, node) for mid, node in unanswered.items()})
 
     def collect(self, grid: Grid, strategy: FedkdStrategy, table: MetricsTable) -> None:
-        """Count the replies that came in since the last look, under their own round."""
+        """Count the replies that came in since the last look, under their own round; a
+        late round-0 reply still tells which partition its node holds."""
         if not self.waiting:
             return
         for reply in grid.pull_messages(list(self.waiting)):
             rnd, node = self.waiting.pop(reply.metadata.reply_to_message_id)
             table.increment(rnd, SERVER, "late", 1)
+            if reply.has_content():
+                strategy.learn_node(int(reply.content[METRICS]["partition-id"]), node)
             pid = strategy.partition_of(node)
             if pid is not None:
                 table.add(rnd, pid, "late", 1)

@@ -17,15 +17,22 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:7.2f}"
 
 
+FAULTS = (("missing", "no reply"), ("failed", "failed"), ("rejected", "rejected"), ("late", "late"))
+
+
 def format_round(rnd: int, rounds: int, m: dict[str, float]) -> str:
-    """One line of the per-round table."""
+    """One line of the per-round table; what went wrong with replies, if anything, at its end."""
     nan = float("nan")
     teacher = f"{m['teacher_acc']:7.3f}" if "teacher_acc" in m else "      -"
     server = f"{m['server_acc']:7.3f}" if "server_acc" in m else "      -"
+    faults = ", ".join(f"{int(m[key])} {label}" for key, label in FAULTS if m.get(key))
+    if m.get("skipped"):
+        faults += (", " if faults else "") + "aggregation skipped (min-clients)"
     return (f"{rnd:>2}/{rounds:<2}  {int(m['replied']):>4}/{int(m['sampled']):<4}"
             f"  {m.get('acc_mean', nan):8.3f} {m.get('acc_p10', nan):6.3f}"
             f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher} {server}"
-            f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}")
+            f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}"
+            + (f"  ({faults})" if faults else ""))
 
 
 class RoundProgress:

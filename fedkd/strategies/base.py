@@ -143,7 +143,7 @@ class FedkdStrategy(Strategy):
         return {"distill-epochs": c.distill_epochs, "local-epochs": max(c.local_epochs, self.min_local_epochs)}
 
     # ---------------------------------------------------------------- nodes
-    def _learn(self, partition_id: int, node_id: int) -> None:
+    def learn_node(self, partition_id: int, node_id: int) -> None:
         self.nodes[partition_id] = node_id
         self._partitions[node_id] = partition_id
 
@@ -172,7 +172,7 @@ class FedkdStrategy(Strategy):
         for msg in replies:
             if not msg.has_error():
                 m = msg.content[METRICS]
-                self._learn(int(m["partition-id"]), msg.metadata.src_node_id)
+                self.learn_node(int(m["partition-id"]), msg.metadata.src_node_id)
                 restored += int(m["restored"])
         return restored
 
@@ -218,7 +218,7 @@ class FedkdStrategy(Strategy):
                 continue
             metrics = msg.content[METRICS]
             pid = int(metrics["partition-id"])
-            self._learn(pid, msg.metadata.src_node_id)
+            self.learn_node(pid, msg.metadata.src_node_id)
             self.report.replied[pid] = metrics
             try:
                 payloads[pid] = self.validate_reply(pid, msg)
