@@ -58,6 +58,8 @@ class RunConfig:
     era_temperature: float = _opt(0.1, "entropy-reduction temperature of DS-FL's aggregation")
     online: int = _opt(0, "1: online distillation, a server model learns in every round and its "
                           "predictions join the teacher signal (public-set strategies)")
+    compression: str = _opt("none", "uploaded soft labels: none (float32), fp16, int8, top-k")
+    top_k: int = _opt(3, "logits kept per row with compression=top-k (the rest: their mean)")
     drop_rate: float = _opt(0.0, "fault injection: fraction of sampled clients that never reply (rounds >= 1)")
     straggler_rate: float = _opt(0.0, "fault injection: fraction of sampled clients whose reply arrives after "
                                       "the round timeout")
@@ -167,6 +169,7 @@ class RunConfig:
         _at_least("server-epochs", self.server_epochs, 1)
         if not self.era_temperature > 0:
             raise ConfigError("era-temperature", self.era_temperature, "must be > 0")
+        self._validate_compression()
         self._validate_faults()
         _at_least("seed", self.seed, 0)
         if not self.out:
@@ -174,6 +177,16 @@ class RunConfig:
         if self.online not in (0, 1):
             raise ConfigError("online", self.online, "0 (off) or 1 (on)")
         STRATEGIES[self.strategy].check(self)
+
+    def _validate_compression(self) -> None:
+        from fedkd.compression import SCHEMES
+        from fedkd.datasets import DATASETS
+
+        _choice("compression", self.compression, dict.fromkeys(SCHEMES))
+        classes = DATASETS[self.dataset].num_classes
+        if self.compression == "top-k" and not 1 <= self.top_k < classes:
+            raise ConfigError("top-k", self.top_k, f"between 1 and {classes - 1} ({self.dataset} has {classes} "
+                              "classes; keeping all is compression=fp16 or none)")
 
     def _validate_faults(self) -> None:
         from fedkd.attacks import ATTACKS

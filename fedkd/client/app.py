@@ -27,7 +27,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from fedkd import knowledge
+from fedkd import compression, knowledge
 from fedkd.attacks import corrupt
 from fedkd.checkpoint import STATE_DIR_ENV, ClientStateStore
 from fedkd.client.training import (
@@ -153,13 +153,13 @@ def train(message: Message, context: Context) -> Message:
         payload = client.kind.payload(v, c.batch_size)
         if byzantine:
             payload = corrupt(payload, c.attack, plan.attack_rng(server_round, pid))
-        out[KNOWLEDGE] = knowledge.pack(query_ids, payload)
+        out[KNOWLEDGE] = compression.encode(query_ids, payload, c.compression, c.top_k)
     elif reply == CLASS_LOGITS:
         classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)
         if byzantine:
             means = corrupt(means, c.attack, plan.attack_rng(server_round, pid))
-        out[KNOWLEDGE] = knowledge.pack(classes, means)
-        context.state[OWN_CLASS_LOGITS] = knowledge.pack(classes, means)
+        out[KNOWLEDGE] = compression.encode(classes, means, c.compression, c.top_k)
+        context.state[OWN_CLASS_LOGITS] = compression.decode(out[KNOWLEDGE], c.compression, width)  # as the server sees it
         context.state[OWN_ROUND] = ConfigRecord({"round": server_round})
     elif reply == WEIGHTS:
         out[MODEL] = ArrayRecord(client.model.state_dict())

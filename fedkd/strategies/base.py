@@ -30,7 +30,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fedkd import knowledge, robust
+from fedkd import compression, knowledge, robust
 from fedkd.config import ConfigError, RunConfig
 from fedkd.datasets import Splits
 from fedkd.knowledge_kinds import KINDS
@@ -97,6 +97,12 @@ class FedkdStrategy(Strategy):
             raise ConfigError("aggregator", config.aggregator,
                               f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
                               "robust aggregators run with fedmd, feddf-logits or dsfl")
+        if config.compression != "none" and (cls.reply not in (PUBLIC_LOGITS, CLASS_LOGITS)
+                                             or config.knowledge != "soft-labels"):
+            raise ConfigError("compression", config.compression,
+                              f"compresses uploaded soft labels; --strategy={cls.name} with "
+                              f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, dsfl "
+                              "or feddistill with soft-labels)")
         if config.byzantine_frac > 0 and (cls.reply not in (PUBLIC_LOGITS, CLASS_LOGITS)
                                           or config.knowledge != "soft-labels"):
             raise ConfigError("byzantine-frac", config.byzantine_frac,
@@ -292,7 +298,8 @@ class KnowledgeStrategy(FedkdStrategy):
         return records
 
     def validate_reply(self, partition_id: int, reply: Message) -> np.ndarray:
-        return knowledge.validate(reply.content[KNOWLEDGE], self._query_ids, self.width)
+        upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
+        return knowledge.validate(upload, self._query_ids, self.width)
 
     def aggregate_replies(self, server_round: int, payloads: dict[int, np.ndarray]
                           ) -> tuple[ArrayRecord, MetricRecord]:

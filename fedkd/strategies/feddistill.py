@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from fedkd import knowledge
+from fedkd import compression, knowledge
 from fedkd.protocol import CLASS_LOGITS, KNOWLEDGE, TEACHER
 from fedkd.strategies.base import FedkdStrategy, Record
 
@@ -56,7 +56,8 @@ class FedDistill(FedkdStrategy):
         return {TEACHER: arrays} if len(arrays) > 0 else {}
 
     def validate_reply(self, partition_id: int, reply: Message) -> tuple[np.ndarray, np.ndarray]:
-        return knowledge.validate_by_class(reply.content[KNOWLEDGE], self.num_classes, self.width)
+        upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
+        return knowledge.validate_by_class(upload, self.num_classes, self.width)
 
     def aggregate_replies(self, server_round, payloads) -> tuple[ArrayRecord, MetricRecord]:
         self.teacher_round = server_round
