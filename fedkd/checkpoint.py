@@ -20,7 +20,7 @@ import copyreg
 import io
 import pickle
 import re
-import shutil
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ CHECKPOINT_FILE = "checkpoint.pkl"
 CLIENT_STATE_DIR = "client_state"
 STATE_DIR_ENV = "FEDKD_CLIENT_STATE_DIR"  # how a simulation tells its client actors the folder
 _SPLITS = "splits"
+_STATE_FILE = re.compile(r"^client(\d+)\.r(\d+)\.pkl$")  # partition id, round
 
 
 class CheckpointError(RuntimeError):
@@ -89,10 +90,18 @@ def load(run_dir: Path, splits: Splits) -> Checkpoint:
     return checkpoint
 
 
-def remove(run_dir: Path) -> None:
-    """Delete a finished run's checkpoint and client states (nothing is left to resume)."""
+def finish(run_dir: Path) -> None:
+    """A finished run: its checkpoint goes (nothing is left to resume) and each client
+    keeps only its final state, the trained student (``simulations/export.py``)."""
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    shutil.rmtree(run_dir / CLIENT_STATE_DIR, ignore_errors=True)
+    folder = run_dir / CLIENT_STATE_DIR
+    versions: dict[int, list[tuple[int, Path]]] = defaultdict(list)
+    for path in folder.iterdir() if folder.is_dir() else ():
+        if m := _STATE_FILE.match(path.name):
+            versions[int(m.group(1))].append((int(m.group(2)), path))
+    for found in versions.values():
+        for _, path in sorted(found)[:-1]:
+            path.unlink()
 
 
 class ClientStateStore:
@@ -105,12 +114,12 @@ class ClientStateStore:
 
     def __init__(self, folder: Path, partition_id: int):
         self.folder, self.partition_id = Path(folder), partition_id
-        self.pattern = re.compile(rf"^client{partition_id}\.r(\d+)\.pkl$")
 
     def _versions(self) -> dict[int, Path]:
         if not self.folder.is_dir():
             return {}
-        return {int(m.group(1)): p for p in self.folder.iterdir() if (m := self.pattern.match(p.name))}
+        return {int(m.group(2)): p for p in self.folder.iterdir()
+                if (m := _STATE_FILE.match(p.name)) and int(m.group(1)) == self.partition_id}
 
     def save(self, state: RecordDict, server_round: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

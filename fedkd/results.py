@@ -106,6 +106,11 @@ def server_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df.client == SERVER].pivot(index="round", columns="metric", values="value")
 
 
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The run configuration a results folder was written with (its config.json)."""
+    return RunConfig.from_run_config(json.loads((run_dir / "config.json").read_text())["run_config"])
+
+
 def read_server_metrics(run_dir: Path) -> pd.DataFrame:
     """``server_rows`` of a results folder's metrics.csv."""
     return server_rows(pd.read_csv(run_dir / "metrics.csv", dtype={"client": str}))

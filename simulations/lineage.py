@@ -15,8 +15,6 @@ thread).
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,29 +24,13 @@ import pandas as pd
 import torch
 
 from fedkd.cli import Parser
-from fedkd.config import RunConfig
 from fedkd.datasets import load_splits
+from fedkd.edge import torch_latency_ms
 from fedkd.models import MODELS, build_model, count_parameters, derive_seed
-from fedkd.results import write_atomic
+from fedkd.results import read_run_config, write_atomic
 from fedkd.server.app import TEACHER_FILE
 from fedkd.server.model import accuracy_on_test, distill_early_stopped
 from fedkd.client.training import predict
-
-LATENCY_CALLS = 300
-
-
-def latency_ms(model: torch.nn.Module, sample: torch.Tensor) -> float:
-    """Median wall time of one forward pass on one sample, after a warm-up."""
-    model.eval()
-    times = []
-    with torch.no_grad():
-        for i in range(LATENCY_CALLS + 20):
-            start = time.perf_counter()
-            model(sample)
-            if i >= 20:
-                times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="lineage.py", description=__doc__.split("\n")[0])
@@ -65,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--epochs={args.epochs}: must be >= 1")
     if not (args.run / "config.json").is_file():
         parser.error(f"--run={args.run}: not a results folder (no config.json)")
-    config = RunConfig.from_run_config(json.loads((args.run / "config.json").read_text())["run_config"])
+    config = read_run_config(args.run)
     if not (args.run / TEACHER_FILE).is_file():
         parser.error(f"--run={args.run}: no {TEACHER_FILE}; the run's strategy ({config.strategy}, knowledge "
                      f"{config.knowledge}) has no soft-label teacher on public ids: use a run of fedmd, "
@@ -93,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"stage": stage, "model": name, "taught_by": source, "samples": len(x),
                      "parameters": count_parameters(model), "bytes_on_disk": path.stat().st_size,
                      "test_acc": accuracy_on_test(model, splits), "val_acc": val_acc, "epochs_kept": epochs,
-                     "latency_ms_batch1": latency_ms(model, torch.from_numpy(splits.test_x[:1])),
+                     "latency_ms_batch1": torch_latency_ms(model, torch.from_numpy(splits.test_x[:1])),
                      "train_s": time.perf_counter() - start})
         print(f"  stage {stage}: {name} from {source}: test accuracy {rows[-1]['test_acc']:.3f}, "
               f"{rows[-1]['parameters']:,} parameters, {rows[-1]['latency_ms_batch1']:.3f} ms", flush=True)

@@ -26,7 +26,7 @@ from fedkd.datasets import DATASETS
 from fedkd.partition import label_histograms
 from fedkd.memory import PeakMemory
 from fedkd.checkpoint import CHECKPOINT_FILE, CheckpointError
-from fedkd.results import ResultsError, new_run_dir, write_atomic, write_json
+from fedkd.results import ResultsError, new_run_dir, read_run_config, write_atomic, write_json
 from fedkd.server.progress import RoundProgress
 
 
@@ -56,7 +56,7 @@ def resumed_config(parser, args) -> RunConfig:
         parser.error(f"--resume={run_dir}: the run finished (summary.json is there); nothing to resume")
     if not (run_dir / CHECKPOINT_FILE).exists():
         parser.error(f"--resume={run_dir}: no checkpoint; the run stopped before its first round completed")
-    return RunConfig.from_run_config(json.loads((run_dir / "config.json").read_text())["run_config"])
+    return read_run_config(run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,9 @@ def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(strategy, o
     assert sorted(read_server_metrics(cut).index) == [0, 1]
     _run(config, cut, resume=True, first_node_id=7000)
     pd.testing.assert_frame_equal(_metrics(whole), _metrics(cut))
-    assert not (cut / checkpoint.CHECKPOINT_FILE).exists() and not (cut / checkpoint.CLIENT_STATE_DIR).exists()
+    assert not (cut / checkpoint.CHECKPOINT_FILE).exists()
+    finals = sorted(p.name.split(".")[0] for p in (cut / checkpoint.CLIENT_STATE_DIR).iterdir())
+    assert finals == [f"client{p}" for p in range(config.clients)]  # the final state of each, no older one
 
 
 KILLABLE = """

@@ -98,7 +98,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
 
     A checkpoint is written after every round (clients keep their own state, see
     ``fedkd.checkpoint``); ``resume`` continues the run in ``run_dir`` after its last
-    complete round. A finished run removes the checkpoint and the clients' states."""
+    complete round. A finished run removes the checkpoint; clients keep their final state."""
     spec = DATASETS[config.dataset]
     splits = load_splits(config.dataset, config.seed, config.public_size)
     params = model_parameters(config, splits.input_shape, spec.num_classes)
@@ -132,7 +132,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     plot_accuracy(table.server(), run_dir / "accuracy.png",
                   f"{config.strategy} on {config.dataset}: {config.clients} clients, "
                   f"{config.partition} partition, models {config.models}")
-    checkpoint.remove(run_dir)
+    checkpoint.finish(run_dir)
     return summary
 
 

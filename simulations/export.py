@@ -1,0 +1,93 @@
+"""Export trained students of a finished simulation to ONNX and TorchScript for edge devices.
+
+    python simulations/run.py --clients 100                 # prints results/<run-id>/
+    python simulations/export.py --run results/<run-id>     # the first client of each architecture
+    python simulations/export.py --run results/<run-id> --clients 0,7,42
+
+A finished simulation keeps each client's final student in ``client_state/``.
+Writes ``export/client<N>-<model>.onnx`` (any batch size) and ``.pt`` (TorchScript)
+in the run folder, and ``export.csv`` / ``export.md``: parameters, file sizes, test
+accuracy, CPU latency at batch 1 in PyTorch and in onnxruntime (one thread, median
+of 300 calls), and the largest difference between onnxruntime's and PyTorch's
+logits on 64 test samples.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fedkd.checkpoint import CLIENT_STATE_DIR, ClientStateStore
+from fedkd.cli import Parser
+from fedkd.client.training import evaluate
+from fedkd.datasets import load_splits
+from fedkd.edge import export
+from fedkd.knowledge_kinds import KINDS
+from fedkd.models import build_model
+from fedkd.protocol import STUDENT
+from fedkd.results import read_run_config, write_atomic
+
+COLUMNS = {"client": "client", "model": "model", "parameters": "parameters", "test_acc": "test accuracy",
+           "onnx_bytes": "ONNX bytes", "torchscript_bytes": "TorchScript bytes",
+           "latency_ms_pytorch": "PyTorch ms (batch 1)", "latency_ms_onnxruntime": "onnxruntime ms (batch 1)",
+           "max_abs_diff": "max abs diff"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="export.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="a results folder of a finished simulation")
+    parser.add_argument("--clients", metavar="LIST",
+                        help="partition ids to export (default: the first client of each architecture)")
+    args = parser.parse_args(argv)
+    if not (args.run / "config.json").is_file():
+        parser.error(f"--run={args.run}: not a results folder (no config.json)")
+    config = read_run_config(args.run)
+    if args.clients:
+        try:
+            clients = [int(p) for p in args.clients.split(",") if p.strip()]
+        except ValueError:
+            clients = []
+        if not clients or not all(0 <= p < config.clients for p in clients):
+            parser.error(f"--clients={args.clients}: partition ids in 0..{config.clients - 1}, comma-separated")
+    else:
+        clients = [config.model_names.index(m) for m in config.model_names]
+    states = {p: ClientStateStore(args.run / CLIENT_STATE_DIR, p).restore(config.rounds) for p in clients}
+    missing = [p for p, state in states.items() if state is None or STUDENT not in state]
+    if missing:
+        parser.error(f"--run={args.run}: no trained student of client {missing[0]} in {CLIENT_STATE_DIR}/ "
+                     f"(a simulation keeps them; --strategy={config.strategy} trains "
+                     f"{'none on clients' if config.strategy == 'centralized' else 'them'})")
+
+    torch.set_num_threads(1)
+    splits = load_splits(config.dataset, config.seed, config.public_size)
+    test_x, test_y = torch.from_numpy(splits.test_x), torch.from_numpy(splits.test_y)
+    rows = []
+    for pid in clients:
+        name = config.model_for(pid)
+        embed_dim = config.embed_dim if KINDS[config.knowledge].needs_projection else 0
+        model = build_model(name, splits.input_shape, splits.num_classes, 0, embed_dim=embed_dim)
+        model.load_state_dict(states[pid][STUDENT].to_torch_state_dict())
+        figures = export(model, splits.test_x, args.run / "export", f"client{pid}-{name}")
+        rows.append({"client": pid, "model": name, "test_acc": evaluate(model, test_x, test_y)[0], **figures})
+        r = rows[-1]
+        print(f"client {pid} ({name}): {r['parameters']:,} parameters, ONNX {r['onnx_bytes']:,} bytes, "
+              f"{r['latency_ms_onnxruntime']:.3f} ms in onnxruntime, max abs diff {r['max_abs_diff']:.1e}",
+              flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(args.run / "export.csv", index=False)
+    md = ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
+    for r in table.itertuples():
+        md.append(f"| {r.client} | {r.model} | {r.parameters:,} | {r.test_acc:.3f} | {r.onnx_bytes:,} | "
+                  f"{r.torchscript_bytes:,} | {r.latency_ms_pytorch:.3f} | {r.latency_ms_onnxruntime:.3f} | "
+                  f"{r.max_abs_diff:.1e} |")
+    write_atomic(args.run / "export.md", "\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"files: {args.run / 'export'}/ (ONNX and TorchScript), export.csv, export.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
