@@ -20,7 +20,6 @@ import copyreg
 import io
 import pickle
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ CHECKPOINT_FILE = "checkpoint.pkl"
 CLIENT_STATE_DIR = "client_state"
 STATE_DIR_ENV = "FEDKD_CLIENT_STATE_DIR"  # how a simulation tells its client actors the folder
 _SPLITS = "splits"
-_STATE_FILE = re.compile(r"^client(\d+)\.r(\d+)\.pkl$")  # partition id, round
+_CLIENT_DIR = re.compile(r"^client(\d+)$")  # one folder per partition id ...
+_STATE_FILE = re.compile(r"^r(\d+)\.pkl$")  # ... one file per round
 
 
 class CheckpointError(RuntimeError):
@@ -95,17 +95,15 @@ def finish(run_dir: Path) -> None:
     keeps only its final state, the trained student (``simulations/export.py``)."""
     (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     folder = run_dir / CLIENT_STATE_DIR
-    versions: dict[int, list[tuple[int, Path]]] = defaultdict(list)
-    for path in folder.iterdir() if folder.is_dir() else ():
-        if m := _STATE_FILE.match(path.name):
-            versions[int(m.group(1))].append((int(m.group(2)), path))
-    for found in versions.values():
-        for _, path in sorted(found)[:-1]:
-            path.unlink()
+    for client in folder.iterdir() if folder.is_dir() else ():
+        if m := _CLIENT_DIR.match(client.name):
+            ClientStateStore(folder, int(m.group(1))).keep_newest()
 
 
 class ClientStateStore:
-    """One client's saved ``context.state``, one file per round it changed in.
+    """One client's saved ``context.state``: ``<folder>/client<id>/r<round>.pkl``, one
+    file per round it changed in (a folder of its own, so a save never lists the
+    files of a thousand other clients).
 
     Saving round r keeps r and the newest version before it, never more: the
     server's checkpoint is at r - 1 or r whenever a client saves r, and a resumed
@@ -113,21 +111,25 @@ class ClientStateStore:
     """
 
     def __init__(self, folder: Path, partition_id: int):
-        self.folder, self.partition_id = Path(folder), partition_id
+        self.folder = Path(folder) / f"client{partition_id}"
 
     def _versions(self) -> dict[int, Path]:
         if not self.folder.is_dir():
             return {}
-        return {int(m.group(2)): p for p in self.folder.iterdir()
-                if (m := _STATE_FILE.match(p.name)) and int(m.group(1)) == self.partition_id}
+        return {int(m.group(1)): p for p in self.folder.iterdir() if (m := _STATE_FILE.match(p.name))}
 
     def save(self, state: RecordDict, server_round: int) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.folder / f"client{self.partition_id}.r{server_round}.pkl", pickle.dumps(state))
+        write_atomic(self.folder / f"r{server_round}.pkl", pickle.dumps(state))
         versions = self._versions()
         older = sorted(r for r in versions if r < server_round)
         for r in older[:-1]:
             versions[r].unlink(missing_ok=True)
+
+    def keep_newest(self) -> None:
+        versions = self._versions()
+        for r in sorted(versions)[:-1]:
+            versions[r].unlink()
 
     def restore(self, upto_round: int) -> RecordDict | None:
         """The newest state saved at or before ``upto_round`` (None if there is none);

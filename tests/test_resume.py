@@ -63,8 +63,9 @@ def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(strategy, o
     _run(config, cut, resume=True, first_node_id=7000)
     pd.testing.assert_frame_equal(_metrics(whole), _metrics(cut))
     assert not (cut / checkpoint.CHECKPOINT_FILE).exists()
-    finals = sorted(p.name.split(".")[0] for p in (cut / checkpoint.CLIENT_STATE_DIR).iterdir())
-    assert finals == [f"client{p}" for p in range(config.clients)]  # the final state of each, no older one
+    kept = {p.name: [f.name for f in p.iterdir()] for p in (cut / checkpoint.CLIENT_STATE_DIR).iterdir()}
+    assert sorted(kept) == sorted(f"client{p}" for p in range(config.clients))
+    assert all(len(files) == 1 for files in kept.values())  # the final state of each, no older one
 
 
 KILLABLE = """
