@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     prepare_data(parser, config)
 
+    from fedkd.checkpoint import CLIENT_STATE_DIR
     from fedkd.pool_grid import PoolGrid
     from fedkd.server.app import run_server
     from fedkd.simulation import simulate
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  fedavg round {r}: {m['wall_time_s']:.2f} s", flush=True))
 
     def floor(run_dir: Path) -> None:
-        grid = PoolGrid(config.clients, args.workers)
+        # the clients keep their state on disk as in (a), so both do the same work
+        grid = PoolGrid(config.clients, args.workers, state_dir=run_dir / CLIENT_STATE_DIR)
         try:
             run_server(grid, config, run_dir, on_round=lambda r, m: print(
                 f"  floor  round {r}: {m['wall_time_s']:.2f} s", flush=True))
