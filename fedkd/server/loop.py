@@ -103,11 +103,13 @@ def identify_nodes(grid: Grid, strategy: FedkdStrategy, resume_round: int, timeo
              resume_round, len(strategy.nodes), len(replies), restored)
 
 
-def _log_faults(rnd: int, report, missing: list[str], timeout_s: float) -> None:
-    if missing:
-        log.warning("round %d: no reply within %.0f s from %s", rnd, timeout_s, ", ".join(missing))
-    for who, reason in report.failed.items():
-        log.warning("round %d: %s failed: %s", rnd, who, reason)
+def _log_faults(rnd: int, strategy: FedkdStrategy, unanswered: dict[str, int], timeout_s: float) -> None:
+    report = strategy.report
+    if unanswered:
+        log.warning("round %d: no reply within %.0f s from %s", rnd, timeout_s,
+                    ", ".join(strategy.describe(node) for node in unanswered.values()))
+    for node, reason in report.failed.items():
+        log.warning("round %d: %s failed: %s", rnd, strategy.describe(node), reason)
     for pid, reason in sorted(report.rejected.items()):
         log.warning("round %d: reply of client %d rejected: %s", rnd, pid, reason)
     if report.skipped:
@@ -146,19 +148,15 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         elapsed = time.perf_counter() - start
 
         report = strategy.report
-        missing = [strategy.describe(node) for node in unanswered.values()]
         for pid, metrics in sorted(report.replied.items()):
             for key in ("digest-loss", "revisit-loss", "num-examples"):
                 if key in metrics:
                     table.add(rnd, pid, key.replace("-", "_"), metrics[key])
         for pid in sorted(report.rejected):
             table.add(rnd, pid, "rejected", 1)
-        for node in unanswered.values():
-            if strategy.partition_of(node) is not None:
-                table.add(rnd, strategy.partition_of(node), "missing", 1)
-        for who in report.failed:
-            if who.startswith("client "):
-                table.add(rnd, int(who.split()[1]), "failed", 1)
+        for metric, nodes in (("missing", unanswered.values()), ("failed", report.failed)):
+            for pid in filter(lambda p: p is not None, map(strategy.partition_of, nodes)):
+                table.add(rnd, pid, metric, 1)
         evaluated = {int(r.content[METRICS]["partition-id"]): r.content[METRICS]
                      for r in eval_replies if not r.has_error()}
         for pid, m in sorted(evaluated.items()):  # replies arrive in any order
@@ -196,5 +194,5 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         if save_checkpoint is not None:
             save_checkpoint(Checkpoint(rnd, state, strategy, list(table.rows), dict(latest_acc)))
         on_round(rnd, {**server, "late": table.get(rnd, SERVER, "late")})
-        _log_faults(rnd, report, missing, timeout_s)
+        _log_faults(rnd, strategy, unanswered, timeout_s)
     return state

@@ -55,7 +55,7 @@ class RoundReport:
 
     sampled: list[int] = field(default_factory=list)  # partition ids (node ids in round 0)
     replied: dict[int, MetricRecord] = field(default_factory=dict)  # partition id -> metrics
-    failed: dict[str, str] = field(default_factory=dict)  # "client <id>" (or "node <id>") -> error
+    failed: dict[int, str] = field(default_factory=dict)  # node id -> error (its partition may be unknown)
     rejected: dict[int, str] = field(default_factory=dict)  # partition id -> reason
     skipped: str = ""  # why the round's aggregation was skipped (too few accepted replies)
 
@@ -97,18 +97,14 @@ class FedkdStrategy(Strategy):
             raise ConfigError("aggregator", config.aggregator,
                               f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
                               "robust aggregators run with fedmd, feddf-logits or dsfl")
-        if config.compression != "none" and (cls.reply not in (PUBLIC_LOGITS, CLASS_LOGITS)
-                                             or config.knowledge != "soft-labels"):
-            raise ConfigError("compression", config.compression,
-                              f"compresses uploaded soft labels; --strategy={cls.name} with "
-                              f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, dsfl "
-                              "or feddistill with soft-labels)")
-        if config.byzantine_frac > 0 and (cls.reply not in (PUBLIC_LOGITS, CLASS_LOGITS)
-                                          or config.knowledge != "soft-labels"):
-            raise ConfigError("byzantine-frac", config.byzantine_frac,
-                              f"attacks corrupt uploaded soft labels; --strategy={cls.name} with "
-                              f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, dsfl "
-                              "or feddistill with soft-labels)")
+        uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
+        for key, value, what in (("compression", config.compression != "none", "compresses"),
+                                 ("byzantine-frac", config.byzantine_frac > 0, "attacks corrupt")):
+            if value and not uploads_soft_labels:
+                raise ConfigError(key, getattr(config, key.replace("-", "_")),
+                                  f"{what} uploaded soft labels; --strategy={cls.name} with "
+                                  f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, "
+                                  "dsfl or feddistill with soft-labels)")
 
     # ------------------------------------------------------- for subclasses
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
@@ -220,7 +216,7 @@ class FedkdStrategy(Strategy):
         payloads: dict[int, Any] = {}
         for msg in replies:
             if msg.has_error():
-                self.report.failed[self.describe(msg.metadata.src_node_id)] = msg.error.reason
+                self.report.failed[msg.metadata.src_node_id] = msg.error.reason
                 continue
             metrics = msg.content[METRICS]
             pid = int(metrics["partition-id"])
