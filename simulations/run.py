@@ -27,7 +27,7 @@ from fedkd.partition import label_histograms
 from fedkd.memory import PeakMemory
 from fedkd.checkpoint import CHECKPOINT_FILE, CheckpointError
 from fedkd.results import ResultsError, new_run_dir, read_run_config, write_atomic, write_json
-from fedkd.server.progress import RoundProgress
+from fedkd.server.progress import RoundProgress, accuracy_lines
 
 
 PEAK_INTERVAL_S = 2.0  # reading PSS is not free: sample sparsely beside the clients
@@ -108,14 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     s = json.loads((run_dir / "summary.json").read_text())
     s["memory_mb_peak"] = memory.peak
     write_json(run_dir / "summary.json", s)
-    extra = "".join(f"; {label} {s[key]:.3f}" for key, label in
-                    (("teacher_acc_final", "teacher"), ("server_acc_final", "server model"))
-                    if not np.isnan(s[key]))
-    say(f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
-        f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}){extra}")
-    if s["acc_mean_final_by_model"]:
-        say("final accuracy by model: " + ", ".join(
-            f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
+    for line in accuracy_lines(s):
+        say(line)
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
         f"sampled every {PEAK_INTERVAL_S:.0f} s)")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {config.clients} "

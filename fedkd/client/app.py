@@ -1,5 +1,8 @@
 """The fedkd ClientApp: a student that learns from its private shard and the teacher signal.
 
+The shard is the node's simulated partition or, on a device, its own file (node
+config ``data-path``, see ``fedkd.node_data``).
+
 The student's weights persist in ``context.state`` between rounds, so the same app
 runs in simulation and on a SuperNode. What a client sends back is chosen by the
 round record's ``reply``: knowledge on the public ids the server asked for, mean
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from flwr.app import (
     ArrayRecord,
@@ -41,10 +45,11 @@ from fedkd.client.training import (
     views,
 )
 from fedkd.config import RunConfig
-from fedkd.datasets import load_splits
+from fedkd.datasets import Splits, load_splits
 from fedkd.faults import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge_kinds import KINDS
 from fedkd.models import build_model, derive_seed, shared_init_seed
+from fedkd.node_data import load_node_data
 from fedkd.partition import partition_indices
 from fedkd.protocol import (
     CLASS_LOGITS,
@@ -78,9 +83,8 @@ class _Client:
                              f"clients={self.config.clients}")
         c = self.config
         self.splits = load_splits(c.dataset, c.seed, c.public_size)
-        rows = partition_indices(c)[self.partition_id]
-        self.private_x = torch.from_numpy(self.splits.private_x[rows])
-        self.private_y = torch.from_numpy(self.splits.private_y[rows])
+        private_x, private_y = _private_data(context, c, self.splits)
+        self.private_x, self.private_y = torch.from_numpy(private_x), torch.from_numpy(private_y)
         self.kind = KINDS[str(self.round["knowledge"])]
         name = c.model_for(self.partition_id)
         seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
@@ -98,6 +102,16 @@ class _Client:
         store = _store(context)
         if store is not None:
             store.save(context.state, int(self.round["server-round"]))
+
+
+def _private_data(context: Context, config: RunConfig, splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """The node's own file where its node config names one (``data-path``, a device's
+    data), else its simulated partition of the data set's private pool."""
+    path = str(context.node_config.get("data-path", ""))
+    if path:
+        return load_node_data(path, splits.input_shape, splits.num_classes)
+    rows = partition_indices(config)[int(context.node_config["partition-id"])]
+    return splits.private_x[rows], splits.private_y[rows]
 
 
 def _store(context: Context) -> ClientStateStore | None:

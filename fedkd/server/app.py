@@ -91,14 +91,16 @@ def summarize(table: MetricsTable, config: RunConfig, wall_time_s: float,
 
 
 def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-               started: float | None = None, resume: bool = False) -> dict[str, Any]:
+               started: float | None = None, resume: bool = False,
+               flower_run_id: int | None = None) -> dict[str, Any]:
     """Run every round, write config.json, metrics, summary.json, accuracy.png and, where
     the teacher signal is soft labels on public ids, teacher.npz. ``started`` (a
     ``time.perf_counter()`` reading) dates the engine's start, reported as start-up.
 
     A checkpoint is written after every round (clients keep their own state, see
     ``fedkd.checkpoint``); ``resume`` continues the run in ``run_dir`` after its last
-    complete round. A finished run removes the checkpoint; clients keep their final state."""
+    complete round. A finished run removes the checkpoint; clients keep their final state.
+    ``flower_run_id`` (deployment) goes into config.json, so the run's folder can be found."""
     spec = DATASETS[config.dataset]
     splits = load_splits(config.dataset, config.seed, config.public_size)
     params = model_parameters(config, splits.input_shape, spec.num_classes)
@@ -107,6 +109,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
         "input_shape": list(splits.input_shape), "num_classes": spec.num_classes,
         "model_parameters": params, "private_pool": len(splits.private_y),
         "public_size": len(splits.public_y), "test_size": len(splits.test_y),
+        **({"flower_run_id": flower_run_id} if flower_run_id is not None else {}),
     })
     restart = checkpoint.load(run_dir, splits) if resume else None
     strategy = restart.strategy if restart is not None else STRATEGIES[config.strategy](config, splits)
@@ -154,4 +157,4 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: the run config comes from pyproject.toml and the CLI."""
     config = RunConfig.from_run_config(context.run_config)
-    run_server(grid, config, new_run_dir(config))
+    run_server(grid, config, new_run_dir(config), flower_run_id=context.run_id)

@@ -110,6 +110,9 @@ def _log_faults(rnd: int, strategy: FedkdStrategy, unanswered: dict[str, int], t
                     ", ".join(strategy.describe(node) for node in unanswered.values()))
     for node, reason in report.failed.items():
         log.warning("round %d: %s failed: %s", rnd, strategy.describe(node), reason)
+    if report.unreachable:
+        log.warning("round %d: clients %s drawn but not asked: no node has said it holds them "
+                    "(their nodes failed or gave no reply in round 0)", rnd, report.unreachable)
     for pid, reason in sorted(report.rejected.items()):
         log.warning("round %d: reply of client %d rejected: %s", rnd, pid, reason)
     if report.skipped:

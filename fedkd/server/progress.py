@@ -7,6 +7,8 @@ nothing, for scripts.
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -33,6 +35,19 @@ def format_round(rnd: int, rounds: int, m: dict[str, float]) -> str:
             f" {m.get('acc_min', nan):6.3f} {m.get('acc_max', nan):6.3f}  {teacher} {server}"
             f" {_mb(m['bytes_up'])}  {_mb(m['bytes_down'])}  {m['wall_time_s']:6.1f}"
             + (f"  ({faults})" if faults else ""))
+
+
+def accuracy_lines(s: dict) -> list[str]:
+    """What a finished run's summary.json says about accuracy, for the terminal."""
+    extra = "".join(f"; {label} {s[key]:.3f}" for key, label in
+                    (("teacher_acc_final", "teacher"), ("server_acc_final", "server model"))
+                    if not math.isnan(s[key]))
+    lines = [f"accuracy (mean over clients): round 0 {s['acc_mean_round0']:.3f} -> final "
+             f"{s['acc_mean_final']:.3f} (p10 {s['acc_p10_final']:.3f}){extra}"]
+    if s["acc_mean_final_by_model"]:
+        lines.append("final accuracy by model: " + ", ".join(
+            f"{m} {a:.3f} ({s['model_parameters'][m]:,} params)" for m, a in s["acc_mean_final_by_model"].items()))
+    return lines
 
 
 class RoundProgress:

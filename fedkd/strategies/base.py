@@ -54,6 +54,7 @@ class RoundReport:
     """Who took part in a round and what became of each reply."""
 
     sampled: list[int] = field(default_factory=list)  # partition ids (node ids in round 0)
+    unreachable: list[int] = field(default_factory=list)  # drawn, but no node is known to hold them
     replied: dict[int, MetricRecord] = field(default_factory=dict)  # partition id -> metrics
     failed: dict[int, str] = field(default_factory=dict)  # node id -> error (its partition may be unknown)
     rejected: dict[int, str] = field(default_factory=dict)  # partition id -> reason
@@ -192,10 +193,9 @@ class FedkdStrategy(Strategy):
         if not self.nodes:  # round 0: the mapping is learned from the replies
             return [Message(content=RecordDict(common), dst_node_id=node, message_type=message_type)
                     for node in sorted(grid.get_node_ids())]
-        # A node whose round-0 reply failed never said which partition it holds.
         return [Message(content=RecordDict({**common, **self.partition_records(p, arrays)}),
                         dst_node_id=self.nodes[p], message_type=message_type)
-                for p in partitions if p in self.nodes]
+                for p in partitions]
 
     def _round_record(self, server_round: int, config: ConfigRecord, **extra: Any) -> ConfigRecord:
         return ConfigRecord({**config, "server-round": server_round, "reply": self.reply,
@@ -205,7 +205,9 @@ class FedkdStrategy(Strategy):
     # ---------------------------------------------------------------- train
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
-        self.report = RoundReport(sampled=self.sample(server_round))
+        drawn = self.sample(server_round)
+        known = [p for p in drawn if not self.nodes or p in self.nodes]
+        self.report = RoundReport(sampled=known, unreachable=[p for p in drawn if p not in known])
         common = {RUN: ConfigRecord(self.config.to_run_config()),
                   ROUND: self._round_record(server_round, config, **self.schedule(server_round)),
                   **self.train_records(server_round, arrays)}
