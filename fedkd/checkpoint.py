@@ -140,3 +140,25 @@ class ClientStateStore:
         if not versions:
             return None
         return pickle.loads(versions[max(versions)].read_bytes())
+
+
+def final_students(run_dir: Path, config: Any, splits: Splits, clients: list[int]) -> dict[int, Any]:
+    """The trained student of each of ``clients`` (partition ids) kept by a finished
+    simulation in ``<run>/client_state/``; CheckpointError naming the first one missing."""
+    from fedkd.knowledge_kinds import KINDS
+    from fedkd.models import build_model
+    from fedkd.protocol import STUDENT
+
+    students = {}
+    embed_dim = config.embed_dim if KINDS[config.knowledge].needs_projection else 0
+    for pid in clients:
+        state = ClientStateStore(run_dir / CLIENT_STATE_DIR, pid).restore(config.rounds)
+        if state is None or STUDENT not in state:
+            raise CheckpointError(f"no trained student of client {pid} in {run_dir / CLIENT_STATE_DIR}/ "
+                                  f"(a finished simulation keeps them; --strategy={config.strategy} trains "
+                                  f"{'none on clients' if config.strategy == 'centralized' else 'them'})")
+        model = build_model(config.model_for(pid), splits.input_shape, splits.num_classes, 0, embed_dim=embed_dim)
+        model.load_state_dict(state[STUDENT].to_torch_state_dict())
+        students[pid] = model.eval()
+    return students
+

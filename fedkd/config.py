@@ -9,6 +9,7 @@ the same defaults (a test keeps the two equal), and every flag of
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,14 @@ class RunConfig:
     aggregator: str = _opt("mean", "how the server combines knowledge: mean (the strategy's own rule), "
                                    "median, trimmed-mean, krum")
     robust_frac: float = _opt(0.2, "fraction of replies a robust aggregator assumes malicious")
+    dp: str = _opt("none", "differential privacy of uploaded knowledge: none, central (the server clips and "
+                           "noises the aggregate), local (each client noises its upload)")
+    dp_noise: float = _opt(0.0, "noise multiplier σ: Gaussian noise of std σ·dp-clip (0: calibrated to "
+                                "target-epsilon for the planned rounds)")
+    dp_clip: float = _opt(10.0, "L2 bound C on one client's upload of a round (the whole ids x classes matrix)")
+    dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")
+    target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
+                                           "exceed it; without, the noise is calibrated to it (inf: no budget)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     out: str = _opt("results", "folder that receives results/<run-id>/")
 
@@ -171,6 +180,7 @@ class RunConfig:
             raise ConfigError("era-temperature", self.era_temperature, "must be > 0")
         self._validate_compression()
         self._validate_faults()
+        self._validate_privacy()
         _at_least("seed", self.seed, 0)
         if not self.out:
             raise ConfigError("out", self.out, "a folder path")
@@ -216,6 +226,27 @@ class RunConfig:
         if not 0 <= self.robust_frac < 0.5:
             raise ConfigError("robust-frac", self.robust_frac, "a fraction in [0, 0.5): robust rules need an "
                               "honest majority")
+
+    def _validate_privacy(self) -> None:
+        from fedkd.privacy import MECHANISMS
+
+        _choice("dp", self.dp, dict.fromkeys(MECHANISMS))
+        if not self.dp_noise >= 0:
+            raise ConfigError("dp-noise", self.dp_noise, "a noise multiplier >= 0 (0: calibrated to target-epsilon)")
+        if not self.dp_clip > 0:
+            raise ConfigError("dp-clip", self.dp_clip, "an L2 bound > 0")
+        if not 0 < self.dp_delta < 1:
+            raise ConfigError("dp-delta", self.dp_delta, "a probability in (0, 1)")
+        if not self.dp_delta < 1 / self.clients:
+            raise ConfigError("dp-delta", self.dp_delta, f"must be below 1/clients = {1 / self.clients:g}: the "
+                              "unit is one client, and δ >= 1/n allows releasing one client's data outright")
+        if not self.target_epsilon > 0:
+            raise ConfigError("target-epsilon", self.target_epsilon, "a budget ε > 0 (inf: no budget)")
+        if self.dp != "none" and self.dp_noise == 0 and math.isinf(self.target_epsilon):
+            raise ConfigError("dp", self.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
+        if self.dp == "none" and (self.dp_noise > 0 or math.isfinite(self.target_epsilon)):
+            raise ConfigError("dp", self.dp, "--dp-noise and --target-epsilon need a mechanism: --dp central "
+                              "or --dp local")
 
     @property
     def clients_per_round(self) -> int:

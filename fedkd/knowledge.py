@@ -73,3 +73,11 @@ def validate_by_class(record: ArrayRecord, num_classes: int, width: int) -> tupl
     if len(ids) == 0 or ids.min() < 0 or ids.max() >= num_classes or np.any(np.diff(ids) <= 0):
         raise KnowledgeError(f"class ids must be a non-empty, increasing subset of 0..{num_classes - 1}")
     return ids, logits
+
+
+def query_ids(config, server_round: int) -> np.ndarray:
+    """The public ids clients are asked about in ``server_round``: a fresh random subset
+    of the public set each round (sorted ids)."""
+    rng = np.random.default_rng([config.seed, 2, server_round])
+    return np.sort(rng.choice(config.public_size, size=config.public_subset, replace=False))
+

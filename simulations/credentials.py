@@ -12,7 +12,6 @@ off the server). ``node-key`` writes ``<name>`` (stays on the device) and ``<nam
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

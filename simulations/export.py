@@ -20,14 +20,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedkd.checkpoint import CLIENT_STATE_DIR, ClientStateStore
+from fedkd.checkpoint import CheckpointError, final_students
 from fedkd.cli import Parser
 from fedkd.client.training import evaluate
 from fedkd.datasets import load_splits
 from fedkd.edge import export
-from fedkd.knowledge_kinds import KINDS
-from fedkd.models import build_model
-from fedkd.protocol import STUDENT
 from fedkd.results import read_run_config, write_atomic
 
 COLUMNS = {"client": "client", "model": "model", "parameters": "parameters", "test_acc": "test accuracy",
@@ -54,22 +51,17 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--clients={args.clients}: partition ids in 0..{config.clients - 1}, comma-separated")
     else:
         clients = [config.model_names.index(m) for m in config.model_names]
-    states = {p: ClientStateStore(args.run / CLIENT_STATE_DIR, p).restore(config.rounds) for p in clients}
-    missing = [p for p, state in states.items() if state is None or STUDENT not in state]
-    if missing:
-        parser.error(f"--run={args.run}: no trained student of client {missing[0]} in {CLIENT_STATE_DIR}/ "
-                     f"(a simulation keeps them; --strategy={config.strategy} trains "
-                     f"{'none on clients' if config.strategy == 'centralized' else 'them'})")
+    splits = load_splits(config.dataset, config.seed, config.public_size)
+    try:
+        students = final_students(args.run, config, splits, clients)
+    except CheckpointError as err:
+        parser.error(f"--run={args.run}: {err}")
 
     torch.set_num_threads(1)
-    splits = load_splits(config.dataset, config.seed, config.public_size)
     test_x, test_y = torch.from_numpy(splits.test_x), torch.from_numpy(splits.test_y)
     rows = []
-    for pid in clients:
+    for pid, model in students.items():
         name = config.model_for(pid)
-        embed_dim = config.embed_dim if KINDS[config.knowledge].needs_projection else 0
-        model = build_model(name, splits.input_shape, splits.num_classes, 0, embed_dim=embed_dim)
-        model.load_state_dict(states[pid][STUDENT].to_torch_state_dict())
         figures = export(model, splits.test_x, args.run / "export", f"client{pid}-{name}")
         rows.append({"client": pid, "model": name, "test_acc": evaluate(model, test_x, test_y)[0], **figures})
         r = rows[-1]

@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(run_dir / "summary.json", s)
     for line in accuracy_lines(s):
         say(line)
+    if s["dp"] != "none":
+        say(f"privacy ({s['dp']} DP, noise multiplier {s['dp_noise']:.3g}): ε = {s['epsilon']:.3g} at "
+            f"δ = {s['dp_delta']:g}, {s['dp_unit']}")
+    if s["stopped_early"]:
+        say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
         f"sampled every {PEAK_INTERVAL_S:.0f} s)")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {config.clients} "

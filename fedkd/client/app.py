@@ -31,7 +31,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from fedkd import compression, knowledge
+from fedkd import compression, knowledge, privacy
 from fedkd.attacks import corrupt
 from fedkd.checkpoint import STATE_DIR_ENV, ClientStateStore
 from fedkd.client.training import (
@@ -165,6 +165,9 @@ def train(message: Message, context: Context) -> Message:
         query_ids = knowledge.unpack_ids(content[QUERY])
         v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         payload = client.kind.payload(v, c.batch_size)
+        if c.dp == "local":  # clipped and noised before it leaves the client
+            payload = privacy.local_release(payload, c.dp_clip, float(rnd["dp-noise"]),
+                                            np.random.default_rng([c.seed, 6, pid, server_round]))
         if byzantine:
             payload = corrupt(payload, c.attack, plan.attack_rng(server_round, pid))
         out[KNOWLEDGE] = compression.encode(query_ids, payload, c.compression, c.top_k)

@@ -129,7 +129,11 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     teacher = strategy.soft_label_teacher(state)
     if teacher is not None:  # the final teacher signal, for lineages
         np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])
-    summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s}
+    spent = strategy.accountant.spent()
+    summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s,
+               "dp": config.dp, "epsilon": spent.epsilon, "dp_delta": spent.delta, "dp_unit": spent.unit,
+               "dp_noise": strategy.dp_noise, "rounds_completed": int(table.server().index.max()),
+               "stopped_early": strategy.stop_reason}
     write_json(run_dir / "summary.json", summary)
     write_parquet(run_dir, table.frame())
     plot_accuracy(table.server(), run_dir / "accuracy.png",

@@ -137,6 +137,9 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         identify_nodes(grid, strategy, resume.round, timeout_s)
     late = LateReplies()
     for rnd in range(first, config.rounds + 1):
+        if strategy.out_of_budget(rnd):  # the run ends here, its results kept
+            log.warning("stopped before round %d: %s", rnd, strategy.stop_reason)
+            break
         start = time.perf_counter()
         bytes_by_node: dict[int, list[int]] = {}
         train_msgs = list(strategy.configure_train(rnd, state, ConfigRecord(), grid))
@@ -184,6 +187,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
             "bytes_down": sum(v[1] for v in bytes_by_node.values()),
             "wall_time_s": elapsed,
             "memory_mb": process_tree_mb(),
+            "epsilon": strategy.accountant.spent().epsilon,
         }
         if len(accs):
             server.update(acc_mean=accs.mean(), acc_p10=np.percentile(accs, 10),

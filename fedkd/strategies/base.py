@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from logging import INFO
 from typing import Any
 
@@ -30,7 +31,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fedkd import compression, knowledge, robust
+from fedkd import compression, knowledge, privacy, robust
 from fedkd.config import ConfigError, RunConfig
 from fedkd.datasets import Splits
 from fedkd.knowledge_kinds import KINDS
@@ -79,6 +80,10 @@ class FedkdStrategy(Strategy):
         self.nodes: dict[int, int] = {}  # partition id -> node id, learned in round 0
         self._partitions: dict[int, int] = {}  # node id -> partition id
         self.report = RoundReport()
+        self.dp_noise = privacy.run_noise(config)
+        self.accountant = privacy.Accountant(config, self.dp_noise)
+        self.dp_rng = np.random.default_rng([config.seed, 5])  # central noise (kept in checkpoints)
+        self.stop_reason = ""
 
     @classmethod
     def check(cls, config: RunConfig) -> None:
@@ -99,6 +104,16 @@ class FedkdStrategy(Strategy):
                               f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
                               "robust aggregators run with fedmd, feddf-logits or dsfl")
         uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
+        if config.dp != "none":
+            if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
+                raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded "
+                                  f"matrix per client and round; --strategy={cls.name} with "
+                                  f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits or dsfl)")
+            for key, value, fine in (("aggregator", config.aggregator, "mean"), ("compression", config.compression,
+                                     "none"), ("byzantine-frac", config.byzantine_frac, 0.0)):
+                if value != fine:
+                    raise ConfigError(key, value, f"--dp={config.dp} accounts for the noised mean of clipped, "
+                                      f"unmodified uploads; run it with --{key}={fine}")
         for key, value, what in (("compression", config.compression != "none", "compresses"),
                                  ("byzantine-frac", config.byzantine_frac > 0, "attacks corrupt")):
             if value and not uploads_soft_labels:
@@ -200,7 +215,15 @@ class FedkdStrategy(Strategy):
     def _round_record(self, server_round: int, config: ConfigRecord, **extra: Any) -> ConfigRecord:
         return ConfigRecord({**config, "server-round": server_round, "reply": self.reply,
                              "knowledge": self.kind.name, "temperature": self.client_temperature(),
-                             "shared-init": int(self.shared_init), **extra})
+                             "shared-init": int(self.shared_init), "dp-noise": float(self.dp_noise), **extra})
+
+    def out_of_budget(self, server_round: int) -> str:
+        """Why round ``server_round`` must not run (its release would exceed
+        ``target-epsilon``), or "" when it fits; the reason is kept in ``stop_reason``."""
+        if self.accountant.would_exceed(self.sample(server_round), self.config.target_epsilon):
+            self.stop_reason = (f"round {server_round} would exceed target-epsilon={self.config.target_epsilon:g} "
+                                f"(spent: {self.accountant.spent()})")
+        return self.stop_reason
 
     # ---------------------------------------------------------------- train
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -228,6 +251,7 @@ class FedkdStrategy(Strategy):
                 payloads[pid] = self.validate_reply(pid, msg)
             except (KeyError, knowledge.KnowledgeError) as err:
                 self.report.rejected[pid] = str(err)
+        self.accountant.record(self.report.sampled)  # every sampled client may have released something
         if len(payloads) < self.config.min_clients:
             self.report.skipped = (f"{len(payloads)} accepted replies of {len(self.report.sampled)} sampled, "
                                    f"min-clients is {self.config.min_clients}")
@@ -270,8 +294,12 @@ class KnowledgeStrategy(FedkdStrategy):
 
     @property
     def combine(self) -> robust.Combine:
-        """The run's rule for combining the parties' payloads (``aggregator``)."""
-        return robust.combiner(self.config.aggregator, self.config.robust_frac)
+        """The run's rule for combining the parties' payloads (``aggregator``), or with
+        central DP the noised mean of clipped payloads."""
+        c = self.config
+        if c.dp == "central":
+            return partial(privacy.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
+        return robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
@@ -283,10 +311,7 @@ class KnowledgeStrategy(FedkdStrategy):
         return aggregate
 
     def query_ids(self, server_round: int) -> np.ndarray:
-        """A fresh random subset of the public set each round (sorted ids)."""
-        c = self.config
-        rng = np.random.default_rng([c.seed, 2, server_round])
-        return np.sort(rng.choice(c.public_size, size=c.public_subset, replace=False))
+        return knowledge.query_ids(self.config, server_round)
 
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
         self._query_ids = self.query_ids(server_round)

@@ -1,0 +1,172 @@
+"""Differential privacy of shared knowledge: clipping, Gaussian noise and accounting.
+
+Mechanisms (``--dp``), for strategies whose clients upload soft labels on public ids:
+
+- ``central``: the trusted server clips each client's upload of the round to L2 norm
+  ``dp-clip`` = C (the whole ids x classes matrix), sums, adds N(0, (σC)²) to every
+  entry and divides by the number of uploads. What it releases (the teacher signal,
+  a server model) is client-level DP. Clients are sampled without replacement, a
+  fixed number per round (round 0: all), so neighbouring federations *replace one*
+  client: the sum's sensitivity is 2C and the accountant's noise multiplier σ/2.
+- ``local``: each client clips its own upload to C and adds N(0, (σC)²) before it
+  leaves; the server is not trusted. Any two data sets of one client give uploads
+  within 2C, so each upload is Gaussian with multiplier σ/2, composed over the rounds
+  the client took part in, with no amplification (the server sees who uploads).
+
+Accounting is Flower's ``RdpAccountant`` (dp-accounting's RDP backend). A run without
+DP reports ε = inf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.supercore.privacy_accounting import (
+    GaussianPrivacyEvent,
+    NeighboringRelation,
+    PrivacyConfig,
+    SamplingMethod,
+)
+from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
+from fedkd.config import RunConfig
+
+MECHANISMS = ("none", "central", "local")
+SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
+
+
+def clip(upload: np.ndarray, bound: float) -> np.ndarray:
+    """``upload`` scaled down to L2 norm ``bound`` if it is longer (the whole array)."""
+    norm = float(np.linalg.norm(upload))
+    return upload * (bound / norm) if norm > bound else upload
+
+
+def noisy_mean(uploads: list[np.ndarray], bound: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Central DP: clip each upload, sum, add N(0, (noise·bound)²) per entry, divide by the count."""
+    total = np.sum([clip(u.astype(np.float64), bound) for u in uploads], axis=0)
+    return (total + rng.normal(0.0, noise * bound, size=total.shape)) / len(uploads)
+
+
+def local_release(upload: np.ndarray, bound: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Local DP: one client's upload clipped and noised before it leaves the client."""
+    clipped = clip(upload.astype(np.float64), bound)
+    return (clipped + rng.normal(0.0, noise * bound, size=upload.shape)).astype(upload.dtype)
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """ε at δ, and what it is about."""
+
+    epsilon: float
+    delta: float
+    unit: str
+
+    def __str__(self) -> str:
+        return f"ε = {self.epsilon:.3g} at δ = {self.delta:g} ({self.unit})" if math.isfinite(self.epsilon) \
+            else f"ε = inf ({self.unit})"
+
+
+UNITS = {"none": "no DP",
+         "central": "client-level, central, replace-one, sampled without replacement",
+         "local": "client-level, local, any two data sets of one client; worst client"}
+
+
+class Accountant:
+    """ε spent by a run so far: one Gaussian release per aggregation (central), or per
+    upload of each client (local). ``would_exceed`` tells whether the next round fits."""
+
+    def __init__(self, config: RunConfig, noise: float):
+        self.config, self.noise = config, noise
+        self.mechanism = config.dp
+        self.central = self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism == "central" else None
+        self.uploads: dict[int, int] = {}  # partition id -> uploads so far (local)
+
+    def __getstate__(self) -> dict:  # checkpoints: Flower's accountant holds modules, keep its state dict
+        return {**self.__dict__, "central": self.central.state_dict() if self.central is not None else None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "central": None})
+        if state["central"] is not None:
+            self.central = self._new(SamplingMethod.WITHOUT_REPLACEMENT)
+            self.central.load_state_dict(state["central"])
+
+    def _new(self, sampling: SamplingMethod) -> RdpAccountant:
+        relation = (NeighboringRelation.REPLACE_ONE if sampling is SamplingMethod.WITHOUT_REPLACEMENT
+                    else NeighboringRelation.ADD_OR_REMOVE_ONE)
+        return RdpAccountant(PrivacyConfig(target_delta=self.config.dp_delta, population_size=self.config.clients,
+                                           neighboring_relation=relation, sampling_method=sampling))
+
+    def _event(self, sample_size: int) -> GaussianPrivacyEvent:
+        return GaussianPrivacyEvent(noise_multiplier=self.noise / SENSITIVITY, sample_size=sample_size,
+                                    population_size=self.config.clients)
+
+    def local_epsilon(self, uploads: int) -> float:
+        """ε of one client after ``uploads`` noised uploads (no amplification)."""
+        if uploads == 0:
+            return 0.0
+        accountant = self._new(SamplingMethod.NO_AMPLIFICATION)
+        accountant.compose(self._event(1), count=uploads)
+        return accountant.get_epsilon(self.config.dp_delta)
+
+    def record(self, sampled: list[int]) -> None:
+        """One round released: the aggregate of ``sampled`` clients (partition ids)."""
+        if self.central is not None:
+            self.central.compose(self._event(len(sampled)))
+        for pid in sampled:
+            self.uploads[pid] = self.uploads.get(pid, 0) + 1
+
+    def would_exceed(self, sampled: list[int], budget: float) -> bool:
+        if self.mechanism == "none" or not math.isfinite(budget):
+            return False
+        if self.central is not None:
+            return self.central.would_exceed(self._event(len(sampled)), max_epsilon=budget)
+        return self.local_epsilon(max((self.uploads.get(p, 0) for p in sampled), default=0) + 1) > budget
+
+    def spent(self) -> Guarantee:
+        if self.mechanism == "none":
+            eps = math.inf
+        elif self.central is not None:
+            eps = self.central.get_epsilon(self.config.dp_delta) if self.central.num_releases else 0.0
+        else:
+            eps = self.local_epsilon(max(self.uploads.values(), default=0))
+        return Guarantee(eps, self.config.dp_delta, UNITS[self.mechanism])
+
+
+def planned_rounds(config: RunConfig) -> list[int]:
+    """Sample sizes of the releases a full run makes: all clients in round 0, then the
+    sampled ones each round."""
+    return [config.clients] + [config.clients_per_round] * config.rounds
+
+
+def planned_epsilon(config: RunConfig, noise: float) -> float:
+    """ε after a full run with noise multiplier ``noise`` (the worst client, for local DP)."""
+    accountant = Accountant(config, noise)
+    if config.dp == "local":
+        return accountant.local_epsilon(config.rounds + 1)  # a client sampled in every round
+    for size in planned_rounds(config):
+        accountant.record(list(range(size)))
+    return accountant.spent().epsilon
+
+
+def calibrate_noise(config: RunConfig, target: float, tolerance: float = 1e-3) -> float:
+    """The smallest noise multiplier (to ``tolerance`` relative) whose full run stays within ε = ``target``."""
+    low, high = 0.0, 1.0
+    while planned_epsilon(config, high) > target:
+        low, high = high, high * 2
+        if high > 1e6:
+            raise ValueError(f"no noise multiplier reaches ε = {target} in {config.rounds} rounds")
+    while high - low > tolerance * high:
+        mid = (low + high) / 2
+        low, high = (mid, high) if planned_epsilon(config, mid) > target else (low, mid)
+    return high
+
+
+def run_noise(config: RunConfig) -> float:
+    """The noise multiplier the run uses: ``dp-noise``, or calibrated to ``target-epsilon``."""
+    if config.dp == "none":
+        return 0.0
+    if config.dp_noise > 0:
+        return config.dp_noise
+    return calibrate_noise(config, config.target_epsilon)
