@@ -116,6 +116,10 @@ class RunConfig:
         config.validate()
         return config
 
+    def replace_unchecked(self, **changes: Any) -> RunConfig:
+        """A changed copy that is not validated (a hypothetical run, e.g. for accounting)."""
+        return dataclasses.replace(self, **changes)
+
     def replace(self, **changes: Any) -> RunConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
@@ -228,7 +232,7 @@ class RunConfig:
                               "honest majority")
 
     def _validate_privacy(self) -> None:
-        from fedkd.privacy import MECHANISMS
+        from fedkd.privacy import MECHANISMS, planned_epsilon
 
         _choice("dp", self.dp, dict.fromkeys(MECHANISMS))
         if not self.dp_noise >= 0:
@@ -244,6 +248,12 @@ class RunConfig:
             raise ConfigError("target-epsilon", self.target_epsilon, "a budget ε > 0 (inf: no budget)")
         if self.dp != "none" and self.dp_noise == 0 and math.isinf(self.target_epsilon):
             raise ConfigError("dp", self.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
+        if self.dp != "none" and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
+            first = planned_epsilon(self.replace_unchecked(rounds=0), self.dp_noise)
+            if first > self.target_epsilon:
+                raise ConfigError("target-epsilon", self.target_epsilon, f"round 0 alone spends ε = {first:.3g} "
+                                  f"with dp-noise={self.dp_noise:g}; raise one of them (or leave dp-noise at 0 "
+                                  "to calibrate it)")
         if self.dp == "none" and (self.dp_noise > 0 or math.isfinite(self.target_epsilon)):
             raise ConfigError("dp", self.dp, "--dp-noise and --target-epsilon need a mechanism: --dp central "
                               "or --dp local")

@@ -75,3 +75,34 @@ def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: 
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
+
+
+def plot_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Final client accuracy against the privacy budget ε, one line per strategy; each
+    strategy's non-private run and the local-only run as horizontal references."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    finite = table[table.target != float("inf")]
+    for i, strategy in enumerate(dict.fromkeys(table.strategy[table.strategy != "local"])):
+        rows = finite[finite.strategy == strategy].sort_values("target")
+        if len(rows):
+            ax.plot(rows.target, rows.acc_final, "o-", color=f"C{i}", label=f"{strategy}, {rows.mechanism.iloc[0]} DP")
+        reference = table[(table.strategy == strategy) & (table.target == float("inf"))]
+        if len(reference):
+            ax.axhline(reference.acc_final.iloc[0], color=f"C{i}", ls="--", lw=1, label=f"{strategy}, no DP")
+    local = table[table.strategy == "local"]
+    if len(local):
+        ax.axhline(local.acc_final.iloc[0], color="grey", ls=":", lw=1.2, label="local only (nothing shared)")
+    if len(finite):
+        ax.set_xscale("log")
+        ticks = sorted(set(finite.target))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlabel("privacy budget ε (target; the noise is calibrated to it)")
+    ax.set_ylabel("final client test accuracy (mean)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+

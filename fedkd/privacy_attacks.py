@@ -86,7 +86,8 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
 
 def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     """Both attacks on the clients of a finished simulation that took part in its last
-    round (at most ``max_clients``, by partition id): one row per client.
+    round (at most ``max_clients``, by partition id): one row per client. The label
+    estimate needs soft labels on public ids (NaN for other strategies).
 
     The server's view of a client is its last upload, recomputed exactly from the
     client's final student (the model that made it) on that round's public ids, with
@@ -99,7 +100,9 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     from fedkd.knowledge_kinds import KINDS
     from fedkd.partition import partition_indices
     from fedkd.privacy import local_release
+    from fedkd.protocol import PUBLIC_LOGITS
     from fedkd.results import read_run_config
+    from fedkd.strategies import STRATEGIES
 
     config = read_run_config(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -111,6 +114,7 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     shards = partition_indices(config)
     students = final_students(run_dir, config, splits, clients)
     ids = query_ids(config, last)
+    uploads = STRATEGIES[config.strategy].reply == PUBLIC_LOGITS  # the estimate reads soft labels on public ids
     rows = []
     for pid, model in students.items():
         rows_of = shards[pid]
@@ -122,6 +126,6 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
                                    np.random.default_rng([config.seed, 6, pid, last]))
         true = np.bincount(splits.private_y[rows_of], minlength=splits.num_classes).astype(float)
         rows.append({"client": pid, "members": len(rows_of), **figures,
-                     "label_tv": total_variation(estimated_histogram(upload), true),
+                     "label_tv": total_variation(estimated_histogram(upload), true) if uploads else np.nan,
                      "label_tv_uniform": total_variation(np.ones(splits.num_classes), true)})
     return pd.DataFrame(rows)

@@ -44,6 +44,7 @@ from fedkd.protocol import (
     ROUND,
     RUN,
     TEACHER,
+    WEIGHTS,
 )
 from fedkd.server.model import ServerModel
 
@@ -106,9 +107,14 @@ class FedkdStrategy(Strategy):
         uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
         if config.dp != "none":
             if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
+                uploads = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload "
+                                         "exclusion reveal the shard)", WEIGHTS: "weights (DP-FedAvg is not "
+                                         "wired in)"}.get(cls.reply, "nothing")
                 raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded "
-                                  f"matrix per client and round; --strategy={cls.name} with "
-                                  f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits or dsfl)")
+                                  f"matrix per client and round; --strategy={cls.name} uploads "
+                                  + (uploads if config.knowledge == "soft-labels" else
+                                     f"--knowledge={config.knowledge}") + "; use fedmd, feddf-logits or dsfl "
+                                  "with soft-labels")
             for key, value, fine in (("aggregator", config.aggregator, "mean"), ("compression", config.compression,
                                      "none"), ("byzantine-frac", config.byzantine_frac, 0.0)):
                 if value != fine:

@@ -1,0 +1,145 @@
+"""The privacy / accuracy / communication trade-off: one run per strategy and privacy budget ε.
+
+    python simulations/tradeoff.py --clients 100 --eps 0.5,1,2,4,8,inf --strategies fedmd,dsfl
+    python simulations/tradeoff.py --clients 100 --eps 1,8,inf --mechanism local
+
+For every strategy and ε the scenario (every run-config flag applies) runs with
+``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the planned rounds
+spend at most ε; ``inf`` = no DP, the non-private reference), plus one local-only
+run (no sharing at all). After each run the released client students are attacked
+(membership inference) and the server estimates each client's label histogram from
+its uploads (``fedkd/privacy_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
+``runs/``, ``tradeoff.csv`` (one row per run), ``tradeoff.md`` and
+``tradeoff.png`` (final accuracy against ε, one line per strategy, the non-private
+and local-only references as horizontal lines). A strategy that cannot run a
+mechanism is listed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.config import ConfigError, RunConfig
+from fedkd.plots import plot_tradeoff
+from fedkd.privacy_attacks import attack_run
+from fedkd.results import write_atomic
+from fedkd.strategies import STRATEGIES
+from fedkd.sweep import run_one
+
+LOCAL_ONLY = "local"
+COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target ε", "epsilon": "ε spent",
+           "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy", "acc_p10": "p10",
+           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "label_tv": "label TV", "up_mb": "uplink MB"}
+
+
+def parse_eps(parser, text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(v > 0 for v in values):
+        parser.error(f"--eps={text}: a comma-separated list of budgets ε > 0 (inf: no DP)")
+    return values
+
+
+def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanism: str) -> list[tuple]:
+    """(strategy, ε, config) for every cell, each checked before any run; in place of the
+    config, the reason when the strategy cannot run that way."""
+    cells = []
+    for strategy in strategies:
+        for e in eps:
+            try:
+                config = base.replace(strategy=strategy, dp=mechanism if math.isfinite(e) else "none",
+                                      target_epsilon=e, dp_noise=0.0)
+            except ConfigError as err:
+                config = str(err)
+            cells.append((strategy, e, config))
+    return cells
+
+
+def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_clients: int) -> dict:
+    figures = run_one(config, run_dir, f"{strategy} ε={e:g}")
+    s = json.loads((run_dir / "summary.json").read_text())
+    attacks = attack_run(run_dir, attack_clients)
+    auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)
+    tpr = attacks[[c for c in attacks if c.endswith("_tpr@0.001")]].max(axis=1)
+    return {"strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
+            "delta": s["dp_delta"] if config.dp != "none" else float("nan"), "unit": s["dp_unit"],
+            "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
+            "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
+            "label_tv_uniform": attacks["label_tv_uniform"].mean(), "attacked_clients": len(attacks),
+            "members_per_client": attacks["members"].mean(), "run_dir": str(run_dir), "note": ""}
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
+    for r in table.to_dict("records"):
+        if r["note"]:
+            lines.append(f"| {r['strategy']} | {r['mechanism']} | {r['target']:g} | not run: {r['note']} |"
+                         + " |" * (len(COLUMNS) - 4))
+            continue
+        eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
+        delta = "–" if pd.isna(r["delta"]) else f"{r['delta']:g}"
+        tv = "–" if pd.isna(r["label_tv"]) else f"{r['label_tv']:.3f}"
+        lines.append(f"| {r['strategy']} | {r['mechanism']} | {r['target']:g} | {eps} | {delta} | {r['unit']} | "
+                     f"{r['noise']:.3g} | {r['acc_final']:.3f} | {r['acc_p10']:.3f} | {r['mia_auc']:.3f} | "
+                     f"{r['mia_tpr']:.3f} | {tv} | {r['up_mb']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("tradeoff.py", __doc__.split("\n")[0])
+    parser.add_argument("--eps", default="0.5,1,2,4,8,inf", metavar="LIST",
+                        help="privacy budgets ε (default: 0.5,1,2,4,8,inf; inf = no DP)")
+    parser.add_argument("--strategies", default="fedmd,dsfl", metavar="LIST",
+                        help="strategies to compare (default: fedmd,dsfl)")
+    parser.add_argument("--mechanism", choices=("central", "local"), default="central",
+                        help="DP mechanism of the private runs (default: central)")
+    parser.add_argument("--attack-clients", type=int, default=20, metavar="N",
+                        help="clients of the last round whose students are attacked (default: 20)")
+    args = parser.parse_args(argv)
+    base = resolve(parser, args)
+    eps = parse_eps(parser, args.eps)
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if not strategies or unknown:
+        parser.error(f"--strategies={args.strategies}: a comma-separated list of: {', '.join(STRATEGIES)}")
+    if args.attack_clients < 1:
+        parser.error(f"--attack-clients={args.attack_clients}: at least 1")
+    cells = configs(base, strategies, eps, args.mechanism)
+    cells.append((LOCAL_ONLY, math.inf, base.replace(strategy=LOCAL_ONLY)))
+    prepare_data(parser, base)
+    out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {args.mechanism} DP, "
+          f"and local-only) -> {out}/", flush=True)
+    rows = []
+    for i, (strategy, e, config) in enumerate(cells):
+        if isinstance(config, str):
+            print(f"  {strategy} ε={e:g}: not run: {config}")
+            rows.append({"strategy": strategy, "mechanism": args.mechanism, "target": e, "note": config})
+            continue
+        rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-{strategy}-eps{e:g}", args.attack_clients))
+        r = rows[-1]
+        print(f"  {strategy} ε={e:g} ({r['mechanism']}): accuracy {r['acc_final']:.3f}, ε spent "
+              f"{r['epsilon']:.3g}, MIA AUC {r['mia_auc']:.3f}, label TV {r['label_tv']:.3f}", flush=True)
+    table = pd.DataFrame(rows)
+    write_atomic(out / "tradeoff.csv", table.to_csv(index=False))
+    write_atomic(out / "tradeoff.md", markdown(table))
+    plot_tradeoff(table[table.note == ""], out / "tradeoff.png", f"{base.dataset}, {base.clients} clients, "
+                  f"rounds: {base.rounds}, {args.mechanism} DP (δ = {base.dp_delta:g})")
+    print(markdown(table))
+    print(f"results: {out}/ (tradeoff.csv, tradeoff.md, tradeoff.png, runs/)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Differential privacy of knowledge: accountant values, noise, clipping, budgets, bad input, attacks."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq
+from scipy.stats import norm
+
+from fedkd.config import ConfigError, RunConfig
+from fedkd.pool_grid import PoolGrid
+from fedkd.privacy import Accountant, calibrate_noise, clip, local_release, noisy_mean, planned_epsilon
+from fedkd.privacy_attacks import (
+    balanced_nonmembers,
+    estimated_histogram,
+    membership_inference,
+    total_variation,
+    tpr_at_fpr,
+)
+from fedkd.results import read_server_metrics
+from fedkd.server.app import run_server
+from tests.conftest import tiny_config
+
+DELTA = 1e-5
+
+
+def _analytic_gaussian_epsilon(z: float, delta: float) -> float:
+    """The exact ε of one Gaussian mechanism with noise multiplier z (Balle & Wang 2018)."""
+    def excess(eps):
+        return norm.cdf(1 / (2 * z) - eps * z) - math.exp(eps) * norm.cdf(-1 / (2 * z) - eps * z) - delta
+    return brentq(excess, 0.0, 100.0)
+
+
+def _rdp_epsilon(z: float, releases: int, delta: float) -> float:
+    """RDP of ``releases`` Gaussian mechanisms, α(releases)/(2z²), converted to (ε, δ) with the
+    conversion of Canonne, Kamath and Steinke (2020), over a fine grid of orders."""
+    alphas = np.linspace(1.01, 200, 200_000)
+    rdp = releases * alphas / (2 * z ** 2)
+    eps = rdp + np.log((alphas - 1) / alphas) - (np.log(delta) + np.log(alphas)) / (alphas - 1)
+    return float(eps.min())
+
+
+def _config(**changes) -> RunConfig:
+    return RunConfig(clients=100, rounds=10).replace(**changes)
+
+
+@pytest.mark.parametrize("z", [0.8, 2.0, 5.0])
+def test_one_gaussian_release_matches_independent_computations(z):
+    # local DP: one upload is one Gaussian mechanism of multiplier σ/2 (replace-one sensitivity 2C)
+    eps = Accountant(_config(dp="local", dp_noise=2 * z), 2 * z).local_epsilon(1)
+    assert eps == pytest.approx(_rdp_epsilon(z, 1, DELTA), rel=0.02)
+    assert _analytic_gaussian_epsilon(z, DELTA) <= eps <= 1.6 * _analytic_gaussian_epsilon(z, DELTA)
+
+
+def test_central_accounting_without_sampling_is_the_composed_gaussian():
+    config = _config(dp="central", dp_noise=6.0)  # fraction 1: every release has all 100 clients
+    accountant = Accountant(config, 6.0)
+    for _ in range(11):
+        accountant.record(list(range(100)))
+    assert accountant.spent().epsilon == pytest.approx(_rdp_epsilon(3.0, 11, DELTA), rel=0.02)
+    assert accountant.spent().delta == DELTA and "replace-one" in accountant.spent().unit
+
+
+def test_epsilon_grows_with_rounds_shrinks_with_noise_and_with_sampling():
+    eps = [planned_epsilon(_config(dp="central", dp_noise=4.0, rounds=r), 4.0) for r in (1, 5, 20)]
+    assert eps[0] < eps[1] < eps[2]
+    by_noise = [planned_epsilon(_config(dp="central", dp_noise=s), s) for s in (2.0, 4.0, 8.0)]
+    assert by_noise[0] > by_noise[1] > by_noise[2]
+    assert planned_epsilon(_config(dp="central", dp_noise=4.0, fraction=0.1), 4.0) < eps[1] * 2  # 10 vs 5 rounds
+    assert planned_epsilon(_config(dp="local", dp_noise=4.0), 4.0) > 0
+
+
+def test_calibrated_noise_meets_the_budget_tightly():
+    for dp in ("central", "local"):
+        config = _config(dp=dp, target_epsilon=2.0)
+        sigma = calibrate_noise(config, 2.0)
+        assert planned_epsilon(config, sigma) <= 2.0 < planned_epsilon(config, sigma * 0.99)
+
+
+def test_without_dp_epsilon_is_infinite():
+    assert math.isinf(Accountant(RunConfig(), 0.0).spent().epsilon)
+    assert str(Accountant(RunConfig(), 0.0).spent()) == "ε = inf (no DP)"
+
+
+def test_clipping_bounds_the_norm_and_leaves_short_uploads_alone():
+    rng = np.random.default_rng(0)
+    long, short = rng.normal(size=(50, 10)) * 10, rng.normal(size=(50, 10)) * 0.01
+    assert np.linalg.norm(clip(long, 3.0)) == pytest.approx(3.0)
+    np.testing.assert_array_equal(clip(short, 3.0), short)
+    assert all(np.linalg.norm(clip(rng.normal(size=(20, 10)) * s, 1.0)) <= 1.0 + 1e-9 for s in (0.1, 1, 10))
+
+
+def test_the_noise_added_has_the_claimed_std():
+    rng = np.random.default_rng(1)
+    uploads = [np.zeros((200, 10)) for _ in range(8)]
+    central = noisy_mean(uploads, bound=2.0, noise=1.5, rng=rng)
+    assert central.std() == pytest.approx(1.5 * 2.0 / 8, rel=0.03) and abs(central.mean()) < 0.02
+    local = local_release(np.zeros((200, 10), np.float32), bound=2.0, noise=1.5, rng=rng)
+    assert local.dtype == np.float32 and local.std() == pytest.approx(3.0, rel=0.03)
+    ones = [np.ones((200, 10))] * 8  # norm sqrt(2000) > 2: clipped to 2 before summing
+    assert (noisy_mean(ones, 2.0, 1e-9, rng) == pytest.approx(np.full((200, 10), 2.0 / math.sqrt(2000))))
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"dp": "central", "target_epsilon": 0.0}, "target-epsilon", "ε > 0"),
+    ({"dp": "central", "dp_noise": 2.0, "target_epsilon": 3.0}, "target-epsilon", "round 0 alone spends ε = 4.7"),
+    ({"dp": "central", "target_epsilon": -1.0}, "target-epsilon", "ε > 0"),
+    ({"dp": "central", "dp_noise": 1.0, "dp_delta": 0.0}, "dp-delta", "(0, 1)"),
+    ({"dp": "central", "dp_noise": 1.0, "dp_delta": 1.0}, "dp-delta", "(0, 1)"),
+    ({"dp": "central", "dp_noise": 1.0, "dp_delta": 0.3}, "dp-delta", "below 1/clients = 0.2"),
+    ({"dp": "central", "dp_noise": -1.0}, "dp-noise", ">= 0"),
+    ({"dp": "central", "dp_noise": 1.0, "dp_clip": 0.0}, "dp-clip", "> 0"),
+    ({"dp": "central"}, "dp", "needs --dp-noise > 0 or a finite --target-epsilon"),
+    ({"dp_noise": 1.0}, "dp", "need a mechanism"),
+    ({"dp": "gaussian", "dp_noise": 1.0}, "dp", "none, central, local"),
+    ({"dp": "central", "dp_noise": 1.0, "strategy": "feddistill", "local_epochs": 1}, "dp", "uploads none"),
+    ({"dp": "central", "dp_noise": 1.0, "strategy": "fedavg", "models": "cnn-s"}, "dp", "uploads none"),
+    ({"dp": "central", "dp_noise": 1.0, "knowledge": "relational"}, "dp", "uploads none"),
+    ({"dp": "local", "dp_noise": 1.0, "aggregator": "median"}, "aggregator", "--aggregator=mean"),
+    ({"dp": "central", "dp_noise": 1.0, "compression": "int8"}, "compression", "--compression=none"),
+])
+def test_bad_privacy_settings_are_refused_naming_the_key(changes, key, words):
+    with pytest.raises(ConfigError) as err:
+        tiny_config().replace(**changes)
+    assert err.value.key == key and words in str(err.value)
+
+
+def _run(tmp_path, config):
+    run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
+    return json.loads((tmp_path / "summary.json").read_text()), read_server_metrics(tmp_path)
+
+
+def test_a_central_dp_run_reports_growing_epsilon_within_its_budget(tmp_path):
+    config = tiny_config().replace(rounds=2, dp="central", target_epsilon=5.0)
+    summary, server = _run(tmp_path, config)
+    assert summary["rounds_completed"] == 2 and not summary["stopped_early"]
+    assert 0 < server["epsilon"].iloc[0] < server["epsilon"].iloc[1] < server["epsilon"].iloc[2] <= 5.0
+    assert summary["epsilon"] == pytest.approx(server["epsilon"].iloc[-1])
+    assert summary["dp_noise"] == pytest.approx(calibrate_noise(config, 5.0))
+
+
+def test_a_fixed_noise_run_stops_before_the_round_that_would_exceed_its_budget(tmp_path):
+    config = tiny_config().replace(rounds=6, dp="central", dp_noise=4.0, target_epsilon=4.0)
+    summary, server = _run(tmp_path, config)
+    assert 0 < summary["rounds_completed"] < 6 and list(server.index) == list(range(summary["rounds_completed"] + 1))
+    assert summary["epsilon"] <= 4.0 and "would exceed target-epsilon=4" in summary["stopped_early"]
+    assert (tmp_path / "accuracy.png").exists() and "stopped before round" in (tmp_path / "events.log").read_text()
+
+
+def test_a_local_dp_run_reports_the_worst_clients_epsilon(tmp_path):
+    config = tiny_config().replace(rounds=2, dp="local", dp_noise=3.0)
+    summary, server = _run(tmp_path, config)
+    uploads = 1 + 2  # round 0 and at most every later round
+    assert summary["epsilon"] <= Accountant(config, 3.0).local_epsilon(uploads)
+    assert "local" in summary["dp_unit"] and summary["acc_mean_final"] > 0.1
+
+
+def test_a_run_without_dp_reports_infinite_epsilon(tmp_path):
+    summary, server = _run(tmp_path, tiny_config().replace(rounds=1))
+    assert math.isinf(summary["epsilon"]) and np.isinf(server["epsilon"]).all() and summary["dp_unit"] == "no DP"
+
+
+def test_membership_inference_finds_a_memorizing_model_and_not_an_untrained_one():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(400, 20)).astype(np.float32), rng.integers(0, 4, 400)
+    members = np.arange(60)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+    fresh = torch.nn.Sequential(torch.nn.Linear(20, 256), torch.nn.ReLU(), torch.nn.Linear(256, 4))
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(300):  # labels are noise: only memorization fits them
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(torch.from_numpy(x[members])), torch.from_numpy(y[members])).backward()
+        opt.step()
+    pool = np.arange(100, 400)
+    found = membership_inference(model, x[members], y[members], x[pool], y[pool], seed=0)
+    blind = membership_inference(fresh, x[members], y[members], x[pool], y[pool], seed=0)
+    assert found["mia_loss_auc"] > 0.9 and found["mia_entropy_auc"] > 0.7
+    assert abs(blind["mia_loss_auc"] - 0.5) < 0.15
+
+
+def test_non_members_follow_the_members_label_histogram():
+    rng = np.random.default_rng(0)
+    member_y, pool_y = np.array([0] * 30 + [3] * 10), rng.integers(0, 5, 1000)
+    picked = pool_y[balanced_nonmembers(member_y, pool_y, rng)]
+    assert np.bincount(picked, minlength=5).tolist() == [30, 0, 0, 10, 0]
+
+
+def test_tpr_at_fpr_and_label_inference_on_known_values():
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    assert tpr_at_fpr(truth, np.array([9, 8, 1, 0, 7, 2, 3, 4]), 0.0) == 0.5
+    assert total_variation(np.array([1.0, 0, 0]), np.array([0, 1.0, 0])) == 1.0
+    assert total_variation(np.array([2.0, 2.0]), np.array([1.0, 1.0])) == 0.0
+    logits = np.full((100, 3), -5.0)
+    logits[:70, 0] = logits[70:, 2] = 5.0
+    assert total_variation(estimated_histogram(logits), np.array([70.0, 0, 30])) < 0.01
