@@ -42,9 +42,14 @@ def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
     """Build (or load) the data set and the partitions; private shard sizes, or exit 2."""
     load_splits(config.dataset, config.seed, config.public_size)
     try:
-        return [len(idx) for idx in partition_indices(config)]
+        sizes = [len(idx) for idx in partition_indices(config)]
     except ValueError as err:  # a partitioner that cannot satisfy the request
         flag = {"dirichlet": f"alpha={config.alpha}",
                 "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
         parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
                      f"cannot be split so ({err}); try fewer clients or a milder skew")
+    if config.dp == "dp-sgd" and config.dp_delta >= 1 / min(sizes):
+        parser.error(f"--dp-delta={config.dp_delta}: dp-sgd protects one sample of a shard, and the smallest "
+                     f"shard has {min(sizes)}; δ must be below 1/{min(sizes)}")
+    return sizes
+

@@ -73,11 +73,13 @@ class RunConfig:
     aggregator: str = _opt("mean", "how the server combines knowledge: mean (the strategy's own rule), "
                                    "median, trimmed-mean, krum")
     robust_frac: float = _opt(0.2, "fraction of replies a robust aggregator assumes malicious")
-    dp: str = _opt("none", "differential privacy of uploaded knowledge: none, central (the server clips and "
-                           "noises the aggregate), local (each client noises its upload)")
-    dp_noise: float = _opt(0.0, "noise multiplier σ: Gaussian noise of std σ·dp-clip (0: calibrated to "
-                                "target-epsilon for the planned rounds)")
-    dp_clip: float = _opt(10.0, "L2 bound C on one client's upload of a round (the whole ids x classes matrix)")
+    dp: str = _opt("none", "differential privacy: none, central (the server clips and noises the aggregate "
+                           "of uploads), local (each client noises its upload), gnmax (PATE: noisy argmax of "
+                           "client votes), dp-sgd (record-level: clients train on their shard with DP-SGD)")
+    dp_noise: float = _opt(0.0, "noise multiplier σ: Gaussian noise of std σ·dp-clip (gnmax: σ votes; 0: "
+                                "calibrated to target-epsilon for the planned rounds)")
+    dp_clip: float = _opt(10.0, "L2 bound C on one client's upload of a round (the whole ids x classes matrix; "
+                                "dp-sgd: on one sample's gradient)")
     dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")
     target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
                                            "exceed it; without, the noise is calibrated to it (inf: no budget)")
@@ -248,7 +250,10 @@ class RunConfig:
             raise ConfigError("target-epsilon", self.target_epsilon, "a budget ε > 0 (inf: no budget)")
         if self.dp != "none" and self.dp_noise == 0 and math.isinf(self.target_epsilon):
             raise ConfigError("dp", self.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
-        if self.dp != "none" and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
+        if self.dp == "dp-sgd" and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
+            raise ConfigError("target-epsilon", self.target_epsilon, "with dp-sgd give --dp-noise or "
+                              "--target-epsilon (each client calibrates its noise for its shard), not both")
+        if self.dp not in ("none", "dp-sgd") and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
             first = planned_epsilon(self.replace_unchecked(rounds=0), self.dp_noise)
             if first > self.target_epsilon:
                 raise ConfigError("target-epsilon", self.target_epsilon, f"round 0 alone spends ε = {first:.3g} "

@@ -1,6 +1,7 @@
 """Differential privacy of shared knowledge: clipping, Gaussian noise and accounting.
 
-Mechanisms (``--dp``), for strategies whose clients upload soft labels on public ids:
+Mechanisms (``--dp``); ``dp-sgd`` (record-level, Opacus) is in ``fedkd.client.dp_sgd``.
+The first two, for strategies whose clients upload soft labels on public ids:
 
 - ``central``: the trusted server clips each client's upload of the round to L2 norm
   ``dp-clip`` = C (the whole ids x classes matrix), sums, adds N(0, (σC)²) to every
@@ -8,6 +9,12 @@ Mechanisms (``--dp``), for strategies whose clients upload soft labels on public
   a server model) is client-level DP. Clients are sampled without replacement, a
   fixed number per round (round 0: all), so neighbouring federations *replace one*
   client: the sum's sensitivity is 2C and the accountant's noise multiplier σ/2.
+- ``gnmax``: PATE's Gaussian noisy argmax (Papernot et al. 2018) with clients as
+  teachers: each client votes for its argmax class on every public id of the round,
+  the server adds N(0, σ²) to each vote count and the noisy argmax label is the
+  teacher signal. Replacing one client changes two counts by one (sensitivity √2);
+  the data-independent bound of the round's ``public-subset`` queries composes to
+  one Gaussian of multiplier σ/√(2·queries), sampled without replacement.
 - ``local``: each client clips its own upload to C and adds N(0, (σC)²) before it
   leaves; the server is not trusted. Any two data sets of one client give uploads
   within 2C, so each upload is Gaussian with multiplier σ/2, composed over the rounds
@@ -33,8 +40,10 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from fedkd.config import RunConfig
 
-MECHANISMS = ("none", "central", "local")
+MECHANISMS = ("none", "central", "local", "gnmax", "dp-sgd")
 SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
+VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote moves two counts by 1
+LABEL_SMOOTHING = 0.01  # GNMax teacher: log of the one-hot noisy label, smoothed so logits stay finite
 
 
 def clip(upload: np.ndarray, bound: float) -> np.ndarray:
@@ -47,6 +56,17 @@ def noisy_mean(uploads: list[np.ndarray], bound: float, noise: float, rng: np.ra
     """Central DP: clip each upload, sum, add N(0, (noise·bound)²) per entry, divide by the count."""
     total = np.sum([clip(u.astype(np.float64), bound) for u in uploads], axis=0)
     return (total + rng.normal(0.0, noise * bound, size=total.shape)) / len(uploads)
+
+
+def noisy_votes(uploads: list[np.ndarray], noise: float, rng: np.random.Generator) -> np.ndarray:
+    """PATE's GNMax: each party votes for its argmax class per row; N(0, noise²) is added
+    to every vote count and the noisy argmax is the label, returned as smoothed log-one-hot logits."""
+    classes = uploads[0].shape[1]
+    counts = np.sum([np.eye(classes)[u.argmax(axis=1)] for u in uploads], axis=0)
+    labels = (counts + rng.normal(0.0, noise, size=counts.shape)).argmax(axis=1)
+    target = np.full(counts.shape, LABEL_SMOOTHING / (classes - 1))
+    target[np.arange(len(labels)), labels] = 1 - LABEL_SMOOTHING
+    return np.log(target)
 
 
 def local_release(upload: np.ndarray, bound: float, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -70,7 +90,9 @@ class Guarantee:
 
 UNITS = {"none": "no DP",
          "central": "client-level, central, replace-one, sampled without replacement",
-         "local": "client-level, local, any two data sets of one client; worst client"}
+         "local": "client-level, local, any two data sets of one client; worst client",
+         "gnmax": "client-level, votes on public ids, replace-one, data-independent GNMax bound",
+         "dp-sgd": "record-level, one sample of a client's shard, add/remove, Poisson batches; worst client"}
 
 
 class Accountant:
@@ -80,8 +102,10 @@ class Accountant:
     def __init__(self, config: RunConfig, noise: float):
         self.config, self.noise = config, noise
         self.mechanism = config.dp
-        self.central = self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism == "central" else None
+        self.central = (self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism in ("central", "gnmax")
+                        else None)
         self.uploads: dict[int, int] = {}  # partition id -> uploads so far (local)
+        self.reported: dict[int, float] = {}  # partition id -> ε its DP-SGD accountant reported (dp-sgd)
 
     def __getstate__(self) -> dict:  # checkpoints: Flower's accountant holds modules, keep its state dict
         return {**self.__dict__, "central": self.central.state_dict() if self.central is not None else None}
@@ -99,7 +123,12 @@ class Accountant:
                                            neighboring_relation=relation, sampling_method=sampling))
 
     def _event(self, sample_size: int) -> GaussianPrivacyEvent:
-        return GaussianPrivacyEvent(noise_multiplier=self.noise / SENSITIVITY, sample_size=sample_size,
+        """One round's release as one Gaussian mechanism on the sampled clients. GNMax answers
+        ``public-subset`` queries from the same sample, each Gaussian with multiplier
+        noise/√2: together one Gaussian of multiplier noise/√(2·queries)."""
+        multiplier = (self.noise / VOTE_SENSITIVITY / math.sqrt(self.config.public_subset)
+                      if self.mechanism == "gnmax" else self.noise / SENSITIVITY)
+        return GaussianPrivacyEvent(noise_multiplier=multiplier, sample_size=sample_size,
                                     population_size=self.config.clients)
 
     def local_epsilon(self, uploads: int) -> float:
@@ -117,8 +146,12 @@ class Accountant:
         for pid in sampled:
             self.uploads[pid] = self.uploads.get(pid, 0) + 1
 
+    def report(self, partition_id: int, epsilon: float) -> None:
+        """A client's own record-level ε after its latest DP-SGD steps (dp-sgd)."""
+        self.reported[partition_id] = epsilon
+
     def would_exceed(self, sampled: list[int], budget: float) -> bool:
-        if self.mechanism == "none" or not math.isfinite(budget):
+        if self.mechanism in ("none", "dp-sgd") or not math.isfinite(budget):  # dp-sgd: calibrated per client
             return False
         if self.central is not None:
             return self.central.would_exceed(self._event(len(sampled)), max_epsilon=budget)
@@ -129,6 +162,8 @@ class Accountant:
             eps = math.inf
         elif self.central is not None:
             eps = self.central.get_epsilon(self.config.dp_delta) if self.central.num_releases else 0.0
+        elif self.mechanism == "dp-sgd":
+            eps = max(self.reported.values(), default=0.0)
         else:
             eps = self.local_epsilon(max(self.uploads.values(), default=0))
         return Guarantee(eps, self.config.dp_delta, UNITS[self.mechanism])
@@ -164,8 +199,9 @@ def calibrate_noise(config: RunConfig, target: float, tolerance: float = 1e-3) -
 
 
 def run_noise(config: RunConfig) -> float:
-    """The noise multiplier the run uses: ``dp-noise``, or calibrated to ``target-epsilon``."""
-    if config.dp == "none":
+    """The noise multiplier the run uses: ``dp-noise``, or calibrated to ``target-epsilon``
+    (for dp-sgd each client calibrates its own, for its shard size: 0 here)."""
+    if config.dp == "none" or (config.dp == "dp-sgd" and config.dp_noise == 0):
         return 0.0
     if config.dp_noise > 0:
         return config.dp_noise

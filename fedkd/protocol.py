@@ -23,6 +23,8 @@ METRICS = "metrics"
 STUDENT = "student"  # the student's weights in context.state (never sent)
 OWN_CLASS_LOGITS = "own-class-logits"  # a FedDistill client's last upload, in context.state
 OWN_ROUND = "own-class-logits-round"  # ... and the round it was sent in
+UNIT_WEIGHT = "unit-weight"  # 1 in every weights reply: DP-FedAvg averages uniformly
+DP_SGD = "dp-sgd"  # a DP-SGD client's noise multiplier and accountant history, in context.state
 
 # What a client replies with (the round record's "reply" value).
 PUBLIC_LOGITS = "public-logits"  # logits on the query ids

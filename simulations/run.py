@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in accuracy_lines(s):
         say(line)
     if s["dp"] != "none":
-        say(f"privacy ({s['dp']} DP, noise multiplier {s['dp_noise']:.3g}): ε = {s['epsilon']:.3g} at "
+        noise = "noise calibrated per client" if s["dp"] == "dp-sgd" and not s["dp_noise"] else \
+            f"noise multiplier {s['dp_noise']:.3g}"
+        say(f"privacy ({s['dp']}, {noise}): ε = {s['epsilon']:.3g} at "
             f"δ = {s['dp_delta']:g}, {s['dp_unit']}")
     if s["stopped_early"]:
         say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")

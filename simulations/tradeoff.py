@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="privacy budgets ε (default: 0.5,1,2,4,8,inf; inf = no DP)")
     parser.add_argument("--strategies", default="fedmd,dsfl", metavar="LIST",
                         help="strategies to compare (default: fedmd,dsfl)")
-    parser.add_argument("--mechanism", choices=("central", "local"), default="central",
+    parser.add_argument("--mechanism", choices=("central", "local", "gnmax", "dp-sgd"), default="central",
                         help="DP mechanism of the private runs (default: central)")
     parser.add_argument("--attack-clients", type=int, default=20, metavar="N",
                         help="clients of the last round whose students are attacked (default: 20)")

@@ -115,9 +115,10 @@ def test_the_noise_added_has_the_claimed_std():
     ({"dp": "central"}, "dp", "needs --dp-noise > 0 or a finite --target-epsilon"),
     ({"dp_noise": 1.0}, "dp", "need a mechanism"),
     ({"dp": "gaussian", "dp_noise": 1.0}, "dp", "none, central, local"),
-    ({"dp": "central", "dp_noise": 1.0, "strategy": "feddistill", "local_epochs": 1}, "dp", "uploads none"),
-    ({"dp": "central", "dp_noise": 1.0, "strategy": "fedavg", "models": "cnn-s"}, "dp", "uploads none"),
-    ({"dp": "central", "dp_noise": 1.0, "knowledge": "relational"}, "dp", "uploads none"),
+    ({"dp": "central", "dp_noise": 1.0, "strategy": "feddistill", "local_epochs": 1}, "dp", "per-class means"),
+    ({"dp": "local", "dp_noise": 1.0, "strategy": "fedavg", "models": "cnn-s"}, "dp", "local DP of weights"),
+    ({"dp": "central", "dp_noise": 1.0, "strategy": "feddf", "local_epochs": 1}, "dp", "uploads weights"),
+    ({"dp": "central", "dp_noise": 1.0, "knowledge": "relational"}, "dp", "uploads --knowledge=relational"),
     ({"dp": "local", "dp_noise": 1.0, "aggregator": "median"}, "aggregator", "--aggregator=mean"),
     ({"dp": "central", "dp_noise": 1.0, "compression": "int8"}, "compression", "--compression=none"),
 ])
@@ -128,6 +129,7 @@ def test_bad_privacy_settings_are_refused_naming_the_key(changes, key, words):
 
 
 def _run(tmp_path, config):
+    tmp_path.mkdir(exist_ok=True)
     run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
     return json.loads((tmp_path / "summary.json").read_text()), read_server_metrics(tmp_path)
 
@@ -155,6 +157,16 @@ def test_a_local_dp_run_reports_the_worst_clients_epsilon(tmp_path):
     uploads = 1 + 2  # round 0 and at most every later round
     assert summary["epsilon"] <= Accountant(config, 3.0).local_epsilon(uploads)
     assert "local" in summary["dp_unit"] and summary["acc_mean_final"] > 0.1
+
+
+def test_dp_fedavg_through_flowers_wrapper_spends_within_its_budget(tmp_path):
+    config = tiny_config().replace(rounds=2, strategy="fedavg", models="mlp-s", dp="central", target_epsilon=8.0,
+                                   dp_clip=5.0)
+    summary, server = _run(tmp_path, config)
+    assert 0 < summary["epsilon"] <= 8.0 and "replace-one" in summary["dp_unit"]
+    plain, _ = _run(tmp_path / "plain", config.replace(dp="none", target_epsilon=math.inf))
+    assert summary["server_acc_final"] != plain["server_acc_final"]  # the noise reached the global model
+    assert summary["server_acc_final"] > 0.1
 
 
 def test_a_run_without_dp_reports_infinite_epsilon(tmp_path):
@@ -196,3 +208,60 @@ def test_tpr_at_fpr_and_label_inference_on_known_values():
     logits = np.full((100, 3), -5.0)
     logits[:70, 0] = logits[70:, 2] = 5.0
     assert total_variation(estimated_histogram(logits), np.array([70.0, 0, 30])) < 0.01
+
+
+def test_opacus_and_dp_accounting_agree_on_poisson_sampled_gaussian_steps():
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    from fedkd.client import dp_sgd
+
+    sigma, q, steps = 1.1, 0.05, 600
+    reference = RdpAccountant()
+    reference.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps)
+    assert dp_sgd.epsilon([(sigma, q, steps)], DELTA) == pytest.approx(reference.get_epsilon(DELTA), rel=0.02)
+    assert dp_sgd.epsilon([], DELTA) == 0.0
+
+
+def test_dp_sgd_clients_report_record_level_epsilon_within_the_budget(tmp_path):
+    from fedkd.client import dp_sgd
+
+    config = tiny_config().replace(rounds=1, dp="dp-sgd", target_epsilon=3.0, dp_clip=1.0, init_epochs=2,
+                                   fraction=1.0)
+    summary, server = _run(tmp_path, config)
+    import pandas as pd
+
+    rows = pd.read_csv(tmp_path / "metrics.csv", dtype={"client": str})
+    per_client = rows[(rows.metric == "epsilon") & (rows.client != "server")]
+    final = per_client[per_client["round"] == 1].set_index("client")["value"]
+    assert len(final) == config.clients and (final <= 3.0).all() and (final > 0.5).all()
+    assert summary["epsilon"] == pytest.approx(final.max()) and "record-level" in summary["dp_unit"]
+    assert (per_client[per_client["round"] == 0]["value"].to_numpy() < final.to_numpy()).all()  # ε grows
+    assert dp_sgd.calibrate(3.0, DELTA, 100, 64, 3) > dp_sgd.calibrate(3.0, DELTA, 100, 64, 1)
+
+
+@pytest.mark.parametrize("changes, key, words", [
+    ({"dp": "dp-sgd", "dp_noise": 1.0, "strategy": "feddistill", "local_epochs": 1}, "dp", "per-class means"),
+    ({"dp": "dp-sgd", "dp_noise": 1.0, "target_epsilon": 2.0}, "target-epsilon", "not both"),
+    ({"dp": "dp-sgd", "dp_noise": 1.0, "strategy": "centralized"}, "dp", "pooled shards"),
+])
+def test_bad_dp_sgd_settings_are_refused(changes, key, words):
+    with pytest.raises(ConfigError) as err:
+        tiny_config().replace(**changes)
+    assert err.value.key == key and words in str(err.value)
+
+
+def test_gnmax_votes_take_the_noisy_argmax_and_account_as_composed_gaussian_queries(tmp_path):
+    from fedkd.privacy import noisy_votes
+
+    rng = np.random.default_rng(0)
+    uploads = [np.eye(4)[[2, 2, 1]] * 5 + rng.normal(0, 0.1, (3, 4)) for _ in range(7)]
+    teacher = noisy_votes(uploads, noise=0.01, rng=rng)
+    assert teacher.argmax(axis=1).tolist() == [2, 2, 1] and np.allclose(np.exp(teacher).sum(axis=1), 1)
+    config = _config(dp="gnmax", dp_noise=40.0, public_subset=50)  # fraction 1: no amplification
+    accountant = Accountant(config, 40.0)
+    accountant.record(list(range(100)))
+    assert accountant.spent().epsilon == pytest.approx(_rdp_epsilon(40.0 / math.sqrt(2), 50, DELTA), rel=0.02)
+    run = tiny_config().replace(rounds=1, dp="gnmax", target_epsilon=8.0, public_subset=50)
+    summary, server = _run(tmp_path, run)
+    assert 0 < summary["epsilon"] <= 8.0 and "GNMax" in summary["dp_unit"] and server["teacher_acc"].notna().all()

@@ -53,6 +53,7 @@ from fedkd.node_data import load_node_data
 from fedkd.partition import partition_indices
 from fedkd.protocol import (
     CLASS_LOGITS,
+    DP_SGD,
     KNOWLEDGE,
     METRICS,
     MODEL,
@@ -64,6 +65,7 @@ from fedkd.protocol import (
     RUN,
     STUDENT,
     TEACHER,
+    UNIT_WEIGHT,
     WEIGHTS,
 )
 
@@ -128,6 +130,28 @@ def _own_upload(context: Context, rnd: ConfigRecord) -> ArrayRecord | None:
     return None
 
 
+def _dp_sgd_epochs(client: _Client, context: Context, rnd: ConfigRecord,
+                   generator: torch.Generator) -> tuple[float, float]:
+    """This round's private epochs with DP-SGD; (mean loss, ε spent so far). The noise
+    multiplier (``dp-noise``, or calibrated once for the run's planned private epochs
+    and this shard) and the accountant's history live in ``context.state``."""
+    from fedkd.client import dp_sgd  # Opacus: imported only by clients that use it
+
+    c = client.config
+    state = context.state.get(DP_SGD)
+    if state is None:
+        noise = c.dp_noise or dp_sgd.calibrate(c.target_epsilon, c.dp_delta, len(client.private_y),
+                                               c.batch_size, int(rnd["private-epochs"]))
+        state = ConfigRecord({"noise": noise, "sigmas": [], "rates": [], "steps": []})
+    history = list(zip(state["sigmas"], state["rates"], state["steps"]))
+    loss, history = dp_sgd.private_epochs(client.model, client.private_x, client.private_y, int(rnd["local-epochs"]),
+                                          c.batch_size, c.lr, float(state["noise"]), c.dp_clip, generator, history)
+    context.state[DP_SGD] = ConfigRecord({"noise": float(state["noise"]), "sigmas": [float(h[0]) for h in history],
+                                          "rates": [float(h[1]) for h in history],
+                                          "steps": [int(h[2]) for h in history]})
+    return loss, dp_sgd.epsilon(history, c.dp_delta)
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
     """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
@@ -138,8 +162,9 @@ def train(message: Message, context: Context) -> Message:
     if plan.fate(server_round, pid) == CRASH:
         raise InjectedCrash(f"client {pid} crashed in round {server_round} (injected: crash-rate={c.crash_rate})")
     reply = str(rnd["reply"])
+    private = c.dp == "dp-sgd"  # record-level DP: distillation reads public rows only
     schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
-                        c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
+                        1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
     generator = torch.Generator().manual_seed(
         derive_seed(c.seed, client.partition_id, int(rnd["server-round"])))
     opt = torch.optim.Adam(client.model.parameters(), lr=c.lr)
@@ -157,8 +182,11 @@ def train(message: Message, context: Context) -> Message:
             metrics["digest-loss"] = digest(
                 client.model, opt, torch.from_numpy(client.splits.public_x[ids]),
                 torch.from_numpy(teacher), client.private_x, client.private_y, schedule, generator)
-        metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
-                                          schedule.local_epochs, c.batch_size, generator)
+        if private:
+            metrics["revisit-loss"], metrics["epsilon"] = _dp_sgd_epochs(client, context, rnd, generator)
+        else:
+            metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
+                                              schedule.local_epochs, c.batch_size, generator)
     out = RecordDict({METRICS: MetricRecord(metrics)})
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
@@ -180,6 +208,7 @@ def train(message: Message, context: Context) -> Message:
         context.state[OWN_ROUND] = ConfigRecord({"round": server_round})
     elif reply == WEIGHTS:
         out[MODEL] = ArrayRecord(client.model.state_dict())
+        out[METRICS][UNIT_WEIGHT] = 1
     client.save(context)
     return Message(content=out, reply_to=message)
 

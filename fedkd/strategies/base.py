@@ -71,6 +71,7 @@ class FedkdStrategy(Strategy):
     shared_init = False  # True: all students of one architecture start from the same weights
     min_local_epochs = 0  # 1 where clients learn from nothing but their shard
     kinds: tuple[str, ...] | None = ("soft-labels",)  # knowledge kinds it carries; None: exchanges none
+    dp_fedavg = False  # True: --dp central is DP-FedAvg (clipped updates, noised mean) through Flower
 
     def __init__(self, config: RunConfig, splits: Splits):
         self.config = config
@@ -105,11 +106,14 @@ class FedkdStrategy(Strategy):
                               f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
                               "robust aggregators run with fedmd, feddf-logits or dsfl")
         uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
-        if config.dp != "none":
+        if config.dp == "dp-sgd" and cls.reply == CLASS_LOGITS:
+            raise ConfigError("dp", config.dp, f"protects training steps; --strategy={cls.name} uploads per-class "
+                              "means computed from the shard itself, outside any DP-SGD step")
+        if config.dp in ("central", "local", "gnmax") and not (config.dp == "central" and cls.dp_fedavg):
             if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
                 uploads = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload "
-                                         "exclusion reveal the shard)", WEIGHTS: "weights (DP-FedAvg is not "
-                                         "wired in)"}.get(cls.reply, "nothing")
+                                         "exclusion reveal the shard)", WEIGHTS: "weights (with --dp central, "
+                                         "fedavg is DP-FedAvg; local DP of weights is not wired in)"}.get(cls.reply, "nothing")
                 raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded "
                                   f"matrix per client and round; --strategy={cls.name} uploads "
                                   + (uploads if config.knowledge == "soft-labels" else
@@ -221,7 +225,14 @@ class FedkdStrategy(Strategy):
     def _round_record(self, server_round: int, config: ConfigRecord, **extra: Any) -> ConfigRecord:
         return ConfigRecord({**config, "server-round": server_round, "reply": self.reply,
                              "knowledge": self.kind.name, "temperature": self.client_temperature(),
-                             "shared-init": int(self.shared_init), "dp-noise": float(self.dp_noise), **extra})
+                             "shared-init": int(self.shared_init), "dp-noise": float(self.dp_noise),
+                             "private-epochs": self.private_epochs(), **extra})
+
+    def private_epochs(self) -> int:
+        """Epochs a client trains on its shard in a full run, if sampled in every round
+        (what DP-SGD calibrates its noise for)."""
+        c = self.config
+        return c.init_epochs + c.rounds * max(c.local_epochs, self.min_local_epochs)
 
     def out_of_budget(self, server_round: int) -> str:
         """Why round ``server_round`` must not run (its release would exceed
@@ -253,6 +264,8 @@ class FedkdStrategy(Strategy):
             pid = int(metrics["partition-id"])
             self.learn_node(pid, msg.metadata.src_node_id)
             self.report.replied[pid] = metrics
+            if "epsilon" in metrics:  # the client's own DP-SGD accountant
+                self.accountant.report(pid, float(metrics["epsilon"]))
             try:
                 payloads[pid] = self.validate_reply(pid, msg)
             except (KeyError, knowledge.KnowledgeError) as err:
@@ -305,6 +318,8 @@ class KnowledgeStrategy(FedkdStrategy):
         c = self.config
         if c.dp == "central":
             return partial(privacy.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
+        if c.dp == "gnmax":
+            return partial(privacy.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
         return robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod

@@ -3,7 +3,9 @@
 Aggregation is Flower's own ``FedAvg`` (weighted by number of examples); sampling,
 messages, validation and results are fedkd's, so FedAvg runs through the same
 ``run.py`` and results pipeline as the distillation strategies. Averaging needs
-one architecture for every client.
+one architecture for every client. With ``--dp central`` it is DP-FedAvg (McMahan et
+al., ICLR 2018) through Flower's ``DifferentialPrivacyServerSideFixedClipping``,
+averaging uniformly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fedkd.strategies.parameter_averaging import ParameterAveraging
 
 class FedAvg(ParameterAveraging):
     name = "fedavg"
+    dp_fedavg = True
 
     @classmethod
     def check(cls, config: RunConfig) -> None:

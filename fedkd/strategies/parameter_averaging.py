@@ -13,11 +13,12 @@ from collections import defaultdict
 
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from fedkd.knowledge import KnowledgeError
 from fedkd.models import build_model, shared_init_seed
-from fedkd.protocol import MODEL, WEIGHTS
+from fedkd.protocol import MODEL, UNIT_WEIGHT, WEIGHTS
 from fedkd.server.model import accuracy_on_test
 from fedkd.strategies.base import FedkdStrategy, Record
 
@@ -31,6 +32,10 @@ class ParameterAveraging(FedkdStrategy):
     def __init__(self, config, splits):
         super().__init__(config, splits)
         self.flower = FlowerFedAvg(arrayrecord_key=MODEL)
+        if config.dp == "central":  # DP-FedAvg: Flower's wrapper clips each update and noises the mean
+            self.flower = DifferentialPrivacyServerSideFixedClipping(
+                FlowerFedAvg(arrayrecord_key=MODEL, weighted_by_key=UNIT_WEIGHT), self.dp_noise, config.dp_clip,
+                config.clients)
         self.global_models = {
             name: ArrayRecord(self.build(name).state_dict()) for name in config.model_names}
 
@@ -68,12 +73,20 @@ class ParameterAveraging(FedkdStrategy):
         by_model: dict[str, list[Message]] = defaultdict(list)
         for pid, reply in payloads.items():
             by_model[self.config.model_for(pid)].append(reply)
-        averaged = {name: self.flower.aggregate_train(server_round, replies)[0]
-                    for name, replies in sorted(by_model.items())}
+        averaged = {name: self._average(server_round, name, replies) for name, replies in sorted(by_model.items())}
         self.global_models.update(self.refine(averaged, payloads))
         packed = ArrayRecord({f"{name}/{key}": array for name, weights in self.global_models.items()
                               for key, array in weights.items()})
         return packed, MetricRecord({"aggregated": len(payloads)})
+
+    def _average(self, server_round: int, name: str, replies: list[Message]) -> ArrayRecord:
+        """Flower's FedAvg of one architecture's replies; under DP-FedAvg the wrapper clips
+        each update against the current global model and adds noise of std σC over the
+        round's sample size (the accountant's replace-one release, as ``--dp central``)."""
+        if isinstance(self.flower, DifferentialPrivacyServerSideFixedClipping):
+            self.flower.current_arrays = self.global_models[name]
+            self.flower.num_sampled_clients = len(self.report.sampled)
+        return self.flower.aggregate_train(server_round, replies)[0]
 
     def refine(self, averaged: dict[str, ArrayRecord], payloads: dict[int, Message]) -> dict[str, ArrayRecord]:
         """A server-side step after averaging (FedDF's ensemble distillation); none here."""

@@ -1,0 +1,48 @@
+"""simulations/tradeoff.py: budgets x strategies through Ray, attacks, table, plot, bad input."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from tests.conftest import load_script
+
+SCENARIO = ["--clients=4", "--rounds=1", "--dataset=digits", "--public-size=300", "--public-subset=100",
+            "--init-epochs=3"]
+
+
+def test_tradeoff_runs_each_budget_and_lists_what_cannot_run(tmp_path, capsys):
+    code = load_script("tradeoff").main([*SCENARIO, "--eps=2", "--strategies=fedmd,feddistill",
+                                          "--attack-clients=2", f"--out={tmp_path}"])
+    assert code == 0
+    (out,) = tmp_path.glob("tradeoff-*")
+    table = pd.read_csv(out / "tradeoff.csv", keep_default_na=False, na_values=[""])
+    assert list(zip(table.strategy, table.target)) == [("fedmd", 2.0), ("feddistill", 2.0), ("local", math.inf)]
+    private = table.iloc[0]
+    assert private.mechanism == "central" and 0 < private.epsilon <= 2.0 and private.noise > 0
+    assert "per-class means" in table.iloc[1].note
+    assert math.isinf(table.iloc[2].epsilon) and table.iloc[2].mechanism == "none"
+    ran = table[table.note.isna()]
+    assert ran.mia_auc.between(0, 1).all() and (ran.acc_final > 0.2).all() and (ran.attacked_clients == 2).all()
+    assert ran[ran.strategy == "fedmd"].label_tv.notna().all() and ran[ran.strategy == "local"].label_tv.isna().all()
+    assert (out / "tradeoff.png").stat().st_size > 0 and "| fedmd | central | 2 |" in (out / "tradeoff.md").read_text()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--eps=0,1"], "--eps=0,1: a comma-separated list of budgets ε > 0"),
+    (["--eps=one"], "--eps=one"),
+    (["--strategies=fedmd,nope"], "--strategies=fedmd,nope"),
+    (["--dp-delta=0.5"], "--dp-delta=0.5"),
+    (["--attack-clients=0"], "--attack-clients=0"),
+])
+def test_bad_tradeoff_input_exits_before_any_run(tmp_path, capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        load_script("tradeoff").main([*SCENARIO, *argv, f"--out={tmp_path}"])
+    assert exit_.value.code == 2 and words in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_py_refuses_a_delta_too_large_for_record_level_dp(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_script("run").main([*SCENARIO, "--dp=dp-sgd", "--dp-noise=1", "--dp-delta=0.01", f"--out={tmp_path}"])
+    assert exit_.value.code == 2 and "smallest shard has" in capsys.readouterr().err
