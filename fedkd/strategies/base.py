@@ -106,24 +106,7 @@ class FedkdStrategy(Strategy):
                               f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
                               "robust aggregators run with fedmd, feddf-logits or dsfl")
         uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
-        if config.dp == "dp-sgd" and cls.reply == CLASS_LOGITS:
-            raise ConfigError("dp", config.dp, f"protects training steps; --strategy={cls.name} uploads per-class "
-                              "means computed from the shard itself, outside any DP-SGD step")
-        if config.dp in ("central", "local", "gnmax") and not (config.dp == "central" and cls.dp_fedavg):
-            if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
-                uploads = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload "
-                                         "exclusion reveal the shard)", WEIGHTS: "weights (with --dp central, "
-                                         "fedavg is DP-FedAvg; local DP of weights is not wired in)"}.get(cls.reply, "nothing")
-                raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded "
-                                  f"matrix per client and round; --strategy={cls.name} uploads "
-                                  + (uploads if config.knowledge == "soft-labels" else
-                                     f"--knowledge={config.knowledge}") + "; use fedmd, feddf-logits or dsfl "
-                                  "with soft-labels")
-            for key, value, fine in (("aggregator", config.aggregator, "mean"), ("compression", config.compression,
-                                     "none"), ("byzantine-frac", config.byzantine_frac, 0.0)):
-                if value != fine:
-                    raise ConfigError(key, value, f"--dp={config.dp} accounts for the noised mean of clipped, "
-                                      f"unmodified uploads; run it with --{key}={fine}")
+        cls.check_privacy(config)
         for key, value, what in (("compression", config.compression != "none", "compresses"),
                                  ("byzantine-frac", config.byzantine_frac > 0, "attacks corrupt")):
             if value and not uploads_soft_labels:
@@ -131,6 +114,31 @@ class FedkdStrategy(Strategy):
                                   f"{what} uploaded soft labels; --strategy={cls.name} with "
                                   f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, "
                                   "dsfl or feddistill with soft-labels)")
+
+    @classmethod
+    def check_privacy(cls, config: RunConfig) -> None:
+        """Refuse a DP mechanism whose claimed unit would not hold for this strategy."""
+        if config.dp == "dp-sgd" and cls.reply == CLASS_LOGITS:
+            raise ConfigError("dp", config.dp, f"protects training steps; --strategy={cls.name} uploads per-class "
+                              "means computed from the shard itself, outside any DP-SGD step")
+        if config.dp not in ("central", "local", "gnmax") or (config.dp == "central" and cls.dp_fedavg):
+            return
+        if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
+            uploads = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload "
+                                     "exclusion reveal the shard)",
+                       WEIGHTS: "weights (with --dp central, fedavg is DP-FedAvg; local DP of weights is "
+                                "not wired in)"}.get(cls.reply, "nothing")
+            if config.knowledge != "soft-labels":
+                uploads = f"--knowledge={config.knowledge}"
+            raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded matrix "
+                              f"per client and round; --strategy={cls.name} uploads {uploads}; use fedmd, "
+                              "feddf-logits or dsfl with soft-labels")
+        for key, value, fine in (("aggregator", config.aggregator, "mean"),
+                                 ("compression", config.compression, "none"),
+                                 ("byzantine-frac", config.byzantine_frac, 0.0)):
+            if value != fine:
+                raise ConfigError(key, value, f"--dp={config.dp} accounts for the noised mean of clipped, "
+                                  f"unmodified uploads; run it with --{key}={fine}")
 
     # ------------------------------------------------------- for subclasses
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
