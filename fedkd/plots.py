@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -96,9 +96,10 @@ def plot_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
         ax.set_xscale("log")
         ticks = sorted(set(finite.target))
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("privacy budget ε (target; the noise is calibrated to it)")
     ax.set_ylabel("final client test accuracy (mean)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, 1.3 * table.acc_final.max()))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
