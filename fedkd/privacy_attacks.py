@@ -129,3 +129,27 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
                      "label_tv": total_variation(estimated_histogram(upload), true) if uploads else np.nan,
                      "label_tv_uniform": total_variation(np.ones(splits.num_classes), true)})
     return pd.DataFrame(rows)
+
+
+def attack_server_model(run_dir: Path, max_clients: int = 20) -> dict[str, float]:
+    """Membership inference on a run's released server model (``server_model.pt``, where
+    the strategy has one): members are samples of the first ``max_clients`` clients'
+    shards, which reached the server model only through their knowledge. Empty if
+    the run has no server model."""
+    from fedkd.datasets import load_splits
+    from fedkd.models import build_model
+    from fedkd.partition import partition_indices
+    from fedkd.results import read_run_config
+    from fedkd.server.app import SERVER_MODEL_FILE
+
+    if not (run_dir / SERVER_MODEL_FILE).exists():
+        return {}
+    config = read_run_config(run_dir)
+    splits = load_splits(config.dataset, config.seed, config.public_size)
+    model = build_model(config.server_model, splits.input_shape, splits.num_classes, 0)
+    model.load_state_dict(torch.load(run_dir / SERVER_MODEL_FILE))
+    rows = np.concatenate(partition_indices(config)[:max_clients])
+    figures = membership_inference(model.eval(), splits.private_x[rows], splits.private_y[rows],
+                                   splits.test_x, splits.test_y, seed=config.seed)
+    return {f"server_{k}": v for k, v in figures.items()}
+

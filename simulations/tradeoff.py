@@ -29,7 +29,7 @@ import pandas as pd
 from fedkd.cli import build_parser, prepare_data, resolve
 from fedkd.config import ConfigError, RunConfig
 from fedkd.plots import plot_tradeoff
-from fedkd.privacy_attacks import attack_run
+from fedkd.privacy_attacks import attack_run, attack_server_model
 from fedkd.results import write_atomic
 from fedkd.strategies import STRATEGIES
 from fedkd.sweep import run_one
@@ -37,7 +37,8 @@ from fedkd.sweep import run_one
 LOCAL_ONLY = "local"
 COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target ε", "epsilon": "ε spent",
            "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy", "acc_p10": "p10",
-           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "label_tv": "label TV", "up_mb": "uplink MB"}
+           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "server_mia_auc": "server model MIA AUC",
+           "label_tv": "label TV", "up_mb": "uplink MB"}
 
 
 def parse_eps(parser, text: str) -> list[float]:
@@ -69,12 +70,14 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
     figures = run_one(config, run_dir, f"{strategy} ε={e:g}")
     s = json.loads((run_dir / "summary.json").read_text())
     attacks = attack_run(run_dir, attack_clients)
+    server = attack_server_model(run_dir, attack_clients)
     auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)
     tpr = attacks[[c for c in attacks if c.endswith("_tpr@0.001")]].max(axis=1)
     return {"strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
             "delta": s["dp_delta"] if config.dp != "none" else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
             "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
+            "server_mia_auc": max((v for k, v in server.items() if k.endswith("_auc")), default=float("nan")),
             "label_tv_uniform": attacks["label_tv_uniform"].mean(), "attacked_clients": len(attacks),
             "members_per_client": attacks["members"].mean(), "run_dir": str(run_dir), "note": ""}
 
@@ -89,9 +92,10 @@ def markdown(table: pd.DataFrame) -> str:
         eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
         delta = "–" if pd.isna(r["delta"]) else f"{r['delta']:g}"
         tv = "–" if pd.isna(r["label_tv"]) else f"{r['label_tv']:.3f}"
+        server = "–" if pd.isna(r["server_mia_auc"]) else f"{r['server_mia_auc']:.3f}"
         lines.append(f"| {r['strategy']} | {r['mechanism']} | {r['target']:g} | {eps} | {delta} | {r['unit']} | "
                      f"{r['noise']:.3g} | {r['acc_final']:.3f} | {r['acc_p10']:.3f} | {r['mia_auc']:.3f} | "
-                     f"{r['mia_tpr']:.3f} | {tv} | {r['up_mb']:.2f} |")
+                     f"{r['mia_tpr']:.3f} | {server} | {tv} | {r['up_mb']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

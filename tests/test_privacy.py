@@ -265,3 +265,15 @@ def test_gnmax_votes_take_the_noisy_argmax_and_account_as_composed_gaussian_quer
     run = tiny_config().replace(rounds=1, dp="gnmax", target_epsilon=8.0, public_subset=50)
     summary, server = _run(tmp_path, run)
     assert 0 < summary["epsilon"] <= 8.0 and "GNMax" in summary["dp_unit"] and server["teacher_acc"].notna().all()
+
+
+def test_the_released_server_model_is_kept_and_attacked(tmp_path):
+    from fedkd.privacy_attacks import attack_server_model
+    from fedkd.server.app import SERVER_MODEL_FILE
+
+    summary, _ = _run(tmp_path / "dsfl", tiny_config().replace(rounds=1, strategy="dsfl"))
+    assert (tmp_path / "dsfl" / SERVER_MODEL_FILE).exists()
+    figures = attack_server_model(tmp_path / "dsfl", max_clients=3)
+    assert 0 <= figures["server_mia_loss_auc"] <= 1 and "server_mia_entropy_tpr@0.001" in figures
+    _run(tmp_path / "fedmd", tiny_config().replace(rounds=1))
+    assert attack_server_model(tmp_path / "fedmd") == {}  # fedmd has no server model

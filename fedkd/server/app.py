@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
@@ -34,6 +35,7 @@ from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
+SERVER_MODEL_FILE = "server_model.pt"  # the final server model's weights (strategies with one)
 EVENTS_FILE = "events.log"  # each client that failed, sent nothing in time or was rejected, and why
 
 
@@ -94,7 +96,8 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
                started: float | None = None, resume: bool = False,
                flower_run_id: int | None = None) -> dict[str, Any]:
     """Run every round, write config.json, metrics, summary.json, accuracy.png and, where
-    the teacher signal is soft labels on public ids, teacher.npz. ``started`` (a
+    the teacher signal is soft labels on public ids, teacher.npz (server_model.pt where
+    the strategy has a server model). ``started`` (a
     ``time.perf_counter()`` reading) dates the engine's start, reported as start-up.
 
     A checkpoint is written after every round (clients keep their own state, see
@@ -129,6 +132,8 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     teacher = strategy.soft_label_teacher(state)
     if teacher is not None:  # the final teacher signal, for lineages
         np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])
+    if getattr(strategy, "server_model", None) is not None:  # the released server model, for attacks
+        torch.save(strategy.server_model.model.state_dict(), run_dir / SERVER_MODEL_FILE)
     spent = strategy.accountant.spent()
     summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s,
                "dp": config.dp, "epsilon": spent.epsilon, "dp_delta": spent.delta, "dp_unit": spent.unit,
