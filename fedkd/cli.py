@@ -24,6 +24,14 @@ def build_parser(prog: str, description: str) -> Parser:
     return parser
 
 
+def comma_list(parser: Parser, flag: str, text: str, allowed) -> list[str]:
+    """The items of a comma-separated ``--flag`` value, each one of ``allowed``, or exit 2."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items or any(s not in allowed for s in items):
+        parser.error(f"--{flag}={text}: a comma-separated list of: {', '.join(allowed)}")
+    return items
+
+
 def resolve(parser: Parser, args: argparse.Namespace, **defaults) -> RunConfig:
     """The validated config (``defaults`` override the project's); exits 2 naming the flag."""
     given = {RunConfig.key_of(f.name): getattr(args, f.name)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedkd.attacks import ATTACKS
-from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.cli import build_parser, comma_list, prepare_data, resolve
 from fedkd.config import ConfigError
 from fedkd.results import write_atomic
 from fedkd.robust import AGGREGATORS
@@ -30,14 +30,6 @@ from fedkd.sweep import run_one
 
 CLEAN = "none"
 DEFAULT_BYZANTINE_FRAC = 0.2
-
-
-def _choices(parser, flag: str, text: str, allowed) -> list[str]:
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in items if s not in allowed]
-    if not items or unknown:
-        parser.error(f"--{flag}={text}: a comma-separated list of: {', '.join(allowed)}")
-    return items
 
 
 def table_markdown(runs: pd.DataFrame, column: str, aggregators: list[str], attacks: list[str]) -> str:
@@ -57,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"aggregators to compare (default: all: {','.join(AGGREGATORS)})")
     args = parser.parse_args(argv)
     base = resolve(parser, args, byzantine_frac=DEFAULT_BYZANTINE_FRAC)
-    attacks = _choices(parser, "attacks", args.attacks, ATTACKS)
-    aggregators = _choices(parser, "aggregators", args.aggregators, AGGREGATORS)
+    attacks = comma_list(parser, "attacks", args.attacks, ATTACKS)
+    aggregators = comma_list(parser, "aggregators", args.aggregators, AGGREGATORS)
     if base.byzantine_frac == 0:
         parser.error("--byzantine-frac=0: the attacks need Byzantine clients; give a fraction in (0, 1)")
     plan = [(aggregator, attack) for aggregator in aggregators for attack in [CLEAN, *attacks]]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.cli import build_parser, comma_list, prepare_data, resolve
 from fedkd.config import ConfigError, RunConfig
 from fedkd.plots import plot_tradeoff
 from fedkd.privacy_attacks import attack_run, attack_server_model
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     base = resolve(parser, args)
     eps = parse_eps(parser, args.eps)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if not strategies or unknown:
-        parser.error(f"--strategies={args.strategies}: a comma-separated list of: {', '.join(STRATEGIES)}")
+    strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
     if args.attack_clients < 1:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")
     cells = configs(base, strategies, eps, args.mechanism)
