@@ -89,6 +89,7 @@ class LocalFederation:
     ready_timeout_s: float = 60.0
     services: list[Service] = field(default_factory=list)
     started_sessions: set[int] = field(default_factory=set)
+    left: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.insecure and self.auth:
@@ -243,7 +244,7 @@ class LocalFederation:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.left = self.stop()  # pids still alive after stopping (none expected)
 
 
 def _session_processes(sessions: set[int]) -> list[psutil.Process]:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deploy_local.py: interrupted; every process started was stopped", file=sys.stderr)
         return 130
-    left = federation.stop()
+    left = federation.left  # what stopping the federation on leaving the ``with`` could not stop
     run_dir = find_run_dir(out, run_id)
     print(f"run {run_id}: {status} in {time.perf_counter() - started:.0f} s; "
           f"processes left running: {len(left)}")
