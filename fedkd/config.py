@@ -1,16 +1,17 @@
-"""The one typed, validated run configuration.
+"""The one typed run configuration: plain values, coercion and single-field checks.
 
 Flower run-config keys are kebab-case scalars (``public-size``); the fields here
 are their snake_case twins. ``pyproject.toml``'s ``[tool.flwr.app.config]`` holds
 the same defaults (a test keeps the two equal), and every flag of
-``simulations/run.py`` maps onto exactly one key.
+``simulations/run.py`` maps onto exactly one key. This module imports nothing of
+fedkd: registries (``Registry``) and the cross-concern rules (``fedkd.rules``) build on it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,9 @@ class RunConfig:
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunConfig:
-        """Build and validate from kebab-case keys; unknown keys are an error."""
+        """Build from kebab-case keys, coercing each value to its field's type and checking
+        it on its own (``check_fields``); unknown keys are an error. A whole run is checked
+        by ``fedkd.rules.load``."""
         known = {cls.key_of(f.name): f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in run_config.items():
@@ -115,16 +118,17 @@ class RunConfig:
             f = known[key]
             kwargs[f.name] = _coerce(key, value, type(f.default))
         config = cls(**kwargs)
-        config.validate()
+        config.check_fields()
         return config
 
     def replace_unchecked(self, **changes: Any) -> RunConfig:
-        """A changed copy that is not validated (a hypothetical run, e.g. for accounting)."""
+        """A changed copy whose fields are not checked (a hypothetical run, e.g. for accounting)."""
         return dataclasses.replace(self, **changes)
 
     def replace(self, **changes: Any) -> RunConfig:
+        """A changed copy, its fields checked (``fedkd.rules.check`` checks the whole run)."""
         config = dataclasses.replace(self, **changes)
-        config.validate()
+        config.check_fields()
         return config
 
     @property
@@ -136,132 +140,15 @@ class RunConfig:
         names = self.model_names
         return names[partition_id % len(names)]
 
-    # ------------------------------------------------------------ validation
-    def validate(self) -> None:
-        """Check every value that can be checked without loading data."""
-        # Imported here: the registries import this module's ConfigError.
-        from fedkd.datasets import DATASETS
-        from fedkd.knowledge_kinds import KINDS
-        from fedkd.losses import SOFT_LOSSES
-        from fedkd.models import MODELS
-        from fedkd.partition import PARTITIONERS
-        from fedkd.strategies import STRATEGIES
-
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("partition", self.partition, PARTITIONERS)
-        if not self.model_names:
-            raise ConfigError("models", self.models, f"a comma-separated list of: {', '.join(MODELS)}")
-        for name in self.model_names:
-            if name not in MODELS:
-                raise ConfigError("models", self.models, f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
-        _at_least("clients", self.clients, 1)
-        _at_least("rounds", self.rounds, 1)
-        if not self.alpha > 0:
-            raise ConfigError("alpha", self.alpha, "must be > 0")
-        _at_least("classes-per-client", self.classes_per_client, 1)
-        _at_least("public-size", self.public_size, 1)
-        _at_least("public-subset", self.public_subset, 1)
-        if self.public_subset > self.public_size:
-            raise ConfigError("public-subset", self.public_subset,
-                              f"must be <= public-size ({self.public_size})")
-        if not self.temperature > 0:
-            raise ConfigError("temperature", self.temperature, "must be > 0")
-        if not 0 <= self.kd_weight <= 1:
-            raise ConfigError("kd-weight", self.kd_weight, "must be in [0, 1]")
-        if not 0 < self.fraction <= 1:
-            raise ConfigError("fraction", self.fraction, "must be in (0, 1]")
-        _at_least("init-epochs", self.init_epochs, 0)
-        _at_least("distill-epochs", self.distill_epochs, 0)
-        _at_least("local-epochs", self.local_epochs, 0)
-        _at_least("batch-size", self.batch_size, 1)
-        if not self.lr > 0:
-            raise ConfigError("lr", self.lr, "must be > 0")
-        _choice("soft-loss", self.soft_loss, SOFT_LOSSES)
-        _choice("knowledge", self.knowledge, KINDS)
-        _at_least("embed-dim", self.embed_dim, 1)
-        _choice("server-model", self.server_model, MODELS)
-        _at_least("server-epochs", self.server_epochs, 1)
-        if not self.era_temperature > 0:
-            raise ConfigError("era-temperature", self.era_temperature, "must be > 0")
-        self._validate_compression()
-        self._validate_faults()
-        self._validate_privacy()
-        _at_least("seed", self.seed, 0)
-        if not self.out:
-            raise ConfigError("out", self.out, "a folder path")
-        if self.online not in (0, 1):
-            raise ConfigError("online", self.online, "0 (off) or 1 (on)")
-        STRATEGIES[self.strategy].check(self)
-
-    def _validate_compression(self) -> None:
-        from fedkd.compression import SCHEMES
-        from fedkd.datasets import DATASETS
-
-        _choice("compression", self.compression, dict.fromkeys(SCHEMES))
-        classes = DATASETS[self.dataset].num_classes
-        if self.compression == "top-k" and not 1 <= self.top_k < classes:
-            raise ConfigError("top-k", self.top_k, f"between 1 and {classes - 1} ({self.dataset} has {classes} "
-                              "classes; keeping all is compression=fp16 or none)")
-
-    def _validate_faults(self) -> None:
-        from fedkd.attacks import ATTACKS
-        from fedkd.robust import AGGREGATORS
-
-        for key in ("drop-rate", "straggler-rate", "crash-rate", "byzantine-frac"):
+    # ------------------------------------------------------------ field checks
+    def check_fields(self) -> None:
+        """Each value on its own: its range, or that it is not empty. Rules that involve
+        other fields or other parts of fedkd (names in registries, sizes of a data set,
+        what a strategy can run) live in ``fedkd.rules``."""
+        for key, (ok, allowed) in FIELD_RULES.items():
             value = getattr(self, key.replace("-", "_"))
-            if not 0 <= value < 1:
-                raise ConfigError(key, value, "a fraction in [0, 1)")
-        if self.drop_rate + self.straggler_rate + self.crash_rate >= 1:
-            raise ConfigError("drop-rate", self.drop_rate, "drop-rate + straggler-rate + crash-rate must be < 1 "
-                              f"(now {self.drop_rate + self.straggler_rate + self.crash_rate:g}): some client "
-                              "has to reply")
-        if not self.round_timeout >= 0:
-            raise ConfigError("round-timeout", self.round_timeout, "seconds >= 0 (0: wait for every reply)")
-        for key in ("drop-rate", "straggler-rate"):
-            if getattr(self, key.replace("-", "_")) > 0 and self.round_timeout == 0:
-                raise ConfigError(key, getattr(self, key.replace("-", "_")),
-                                  "needs --round-timeout > 0: without a deadline the server waits for "
-                                  "replies that never come")
-        sampled = self.clients_per_round
-        if not 1 <= self.min_clients <= sampled:
-            raise ConfigError("min-clients", self.min_clients,
-                              f"between 1 and the clients sampled per round ({sampled})")
-        _choice("attack", self.attack, ATTACKS)
-        _choice("aggregator", self.aggregator, AGGREGATORS)
-        if not 0 <= self.robust_frac < 0.5:
-            raise ConfigError("robust-frac", self.robust_frac, "a fraction in [0, 0.5): robust rules need an "
-                              "honest majority")
-
-    def _validate_privacy(self) -> None:
-        from fedkd.privacy import MECHANISMS, planned_epsilon
-
-        _choice("dp", self.dp, dict.fromkeys(MECHANISMS))
-        if not self.dp_noise >= 0:
-            raise ConfigError("dp-noise", self.dp_noise, "a noise multiplier >= 0 (0: calibrated to target-epsilon)")
-        if not self.dp_clip > 0:
-            raise ConfigError("dp-clip", self.dp_clip, "an L2 bound > 0")
-        if not 0 < self.dp_delta < 1:
-            raise ConfigError("dp-delta", self.dp_delta, "a probability in (0, 1)")
-        if not self.dp_delta < 1 / self.clients:
-            raise ConfigError("dp-delta", self.dp_delta, f"must be below 1/clients = {1 / self.clients:g}: the "
-                              "unit is one client, and δ >= 1/n allows releasing one client's data outright")
-        if not self.target_epsilon > 0:
-            raise ConfigError("target-epsilon", self.target_epsilon, "a budget ε > 0 (inf: no budget)")
-        if self.dp != "none" and self.dp_noise == 0 and math.isinf(self.target_epsilon):
-            raise ConfigError("dp", self.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
-        if self.dp == "dp-sgd" and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
-            raise ConfigError("target-epsilon", self.target_epsilon, "with dp-sgd give --dp-noise or "
-                              "--target-epsilon (each client calibrates its noise for its shard), not both")
-        if self.dp not in ("none", "dp-sgd") and self.dp_noise > 0 and math.isfinite(self.target_epsilon):
-            first = planned_epsilon(self.replace_unchecked(rounds=0), self.dp_noise)
-            if first > self.target_epsilon:
-                raise ConfigError("target-epsilon", self.target_epsilon, f"round 0 alone spends ε = {first:.3g} "
-                                  f"with dp-noise={self.dp_noise:g}; raise one of them (or leave dp-noise at 0 "
-                                  "to calibrate it)")
-        if self.dp == "none" and (self.dp_noise > 0 or math.isfinite(self.target_epsilon)):
-            raise ConfigError("dp", self.dp, "--dp-noise and --target-epsilon need a mechanism: --dp central "
-                              "or --dp local")
+            if not ok(value):
+                raise ConfigError(key, value, allowed)
 
     @property
     def clients_per_round(self) -> int:
@@ -284,11 +171,45 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
         raise ConfigError(key, value, f"expected {kind.__name__}") from None
 
 
-def _choice(key: str, value: str, allowed: Mapping[str, Any]) -> None:
-    if value not in allowed:
-        raise ConfigError(key, value, f"allowed: {', '.join(allowed)}")
+def _fraction(low_open: bool = False, high_open: bool = True, low: float = 0.0, high: float = 1.0):
+    def ok(v: float) -> bool:
+        return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    return ok
 
 
-def _at_least(key: str, value: int, low: int) -> None:
-    if value < low:
-        raise ConfigError(key, value, f"must be >= {low}")
+_POSITIVE = (lambda v: v > 0, "must be > 0")
+_AT_LEAST_0 = (lambda v: v >= 0, "must be >= 0")
+_AT_LEAST_1 = (lambda v: v >= 1, "must be >= 1")
+_FRACTION = (_fraction(), "a fraction in [0, 1)")
+
+FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "clients": _AT_LEAST_1, "rounds": _AT_LEAST_1, "alpha": _POSITIVE, "classes-per-client": _AT_LEAST_1,
+    "public-size": _AT_LEAST_1, "public-subset": _AT_LEAST_1, "models": (bool, "a comma-separated list of models"),
+    "temperature": _POSITIVE, "kd-weight": (_fraction(high_open=False), "must be in [0, 1]"),
+    "embed-dim": _AT_LEAST_1, "fraction": (_fraction(low_open=True, high_open=False), "must be in (0, 1]"),
+    "init-epochs": _AT_LEAST_0, "distill-epochs": _AT_LEAST_0, "local-epochs": _AT_LEAST_0,
+    "batch-size": _AT_LEAST_1, "lr": _POSITIVE, "server-epochs": _AT_LEAST_1, "era-temperature": _POSITIVE,
+    "online": (lambda v: v in (0, 1), "0 (off) or 1 (on)"),
+    "drop-rate": _FRACTION, "straggler-rate": _FRACTION, "crash-rate": _FRACTION, "byzantine-frac": _FRACTION,
+    "round-timeout": (lambda v: v >= 0, "seconds >= 0 (0: wait for every reply)"),
+    "min-clients": _AT_LEAST_1,
+    "robust-frac": (_fraction(high=0.5), "a fraction in [0, 0.5): robust rules need an honest majority"),
+    "dp-noise": (lambda v: v >= 0, "a noise multiplier >= 0 (0: calibrated to target-epsilon)"),
+    "dp-clip": (lambda v: v > 0, "an L2 bound > 0"),
+    "dp-delta": (_fraction(low_open=True), "a probability in (0, 1)"),
+    "target-epsilon": (lambda v: v > 0, "a budget ε > 0 (inf: no budget)"),
+    "seed": _AT_LEAST_0, "out": (bool, "a folder path"),
+}
+
+
+class Registry(dict):
+    """Names of one kind (data sets, models, strategies, ...) for the run-config ``key``
+    that chooses among them; an unknown name raises ConfigError listing the known ones
+    (as Opacus' accountant registry does), so every caller gets the same refusal."""
+
+    def __init__(self, key: str, items: Mapping[str, Any] | Iterable[str]):
+        super().__init__(items if isinstance(items, Mapping) else dict.fromkeys(items))
+        self.key = key
+
+    def __missing__(self, name: str) -> Any:
+        raise ConfigError(self.key, name, f"allowed: {', '.join(self)}")

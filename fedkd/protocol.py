@@ -10,7 +10,7 @@ Client → server: ``metrics`` (scalars) and, as the round asks, ``knowledge``
 
 A resumed run first sends every node a query message (``round`` with
 ``resume-round``) and learns from the replies which node holds which partition;
-clients that keep their state on disk (``fedkd.checkpoint``) restore it then.
+clients that keep their state on disk (``fedkd.results.checkpoint``) restore it then.
 """
 
 RUN = "run"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.cli import build_parser, prepare_data, resolve
-from fedkd.memory import PeakMemory
-from fedkd.results import MACHINE_METRICS, read_server_metrics
+from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.results.memory import PeakMemory
+from fedkd.results.store import MACHINE_METRICS, read_metrics, read_server_metrics
 
 
 def _measure(mode: str, run, config, run_dir: Path) -> dict:
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flwr").setLevel(logging.WARNING)
     prepare_data(parser, config)
 
-    from fedkd.checkpoint import CLIENT_STATE_DIR
-    from fedkd.pool_grid import PoolGrid
+    from fedkd.results.store import CLIENT_STATE_DIR
+    from fedkd.runtime.pool_grid import PoolGrid
+    from fedkd.runtime.simulation import simulate
     from fedkd.server.app import run_server
-    from fedkd.simulation import simulate
 
     def flower(run_dir: Path) -> None:
         simulate(config, run_dir, on_round=lambda r, m: print(f"  flower round {r}: {m['wall_time_s']:.2f} s",
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = Path(tmp) / mode.split()[0]
             run_dir.mkdir()
             rows.append(_measure(mode, run, config, run_dir))
-        a, b = (pd.read_csv(Path(tmp) / d / "metrics.csv", dtype={"client": str}) for d in ("fedkd", "compute"))
+        a, b = (read_metrics(Path(tmp) / d) for d in ("fedkd", "compute"))
         same = a[~a.metric.isin(MACHINE_METRICS)].equals(b[~b.metric.isin(MACHINE_METRICS)])
 
     table = pd.DataFrame(rows)

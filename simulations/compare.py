@@ -23,12 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd import rules
+from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.cli.sweep import run_one
 from fedkd.config import ConfigError, RunConfig
-from fedkd.plots import plot_comparison
-from fedkd.results import read_server_metrics, write_atomic
+from fedkd.results.plots import plot_comparison
+from fedkd.results.store import read_server_metrics, write_atomic
 from fedkd.strategies import STRATEGIES
-from fedkd.sweep import run_one
 
 COLUMNS = {  # column -> heading in the markdown table
     "acc_final": "accuracy (final)", "acc_last3": "accuracy (last 3 rounds)", "acc_p10": "p10 client",
@@ -56,7 +57,7 @@ def parse_variant(parser, text: str, base: RunConfig) -> tuple[str, dict[str, st
             parser.error(f"--strategies: {text!r}: expected {name}:key=value with a run-config key")
         overrides[key] = value
     try:
-        RunConfig.from_run_config({**base.to_run_config(), "strategy": name, **overrides})
+        rules.load({**base.to_run_config(), "strategy": name, **overrides})
     except ConfigError as err:
         if err.key in overrides or err.key == "strategy":  # the variant itself is wrong
             parser.error(f"--strategies: {text!r}: --{err.key}={err.value}: {err.allowed}")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"strategy": strategy, "seed": seed}
             name, overrides = variants[strategy]
             try:
-                config = RunConfig.from_run_config({**base.to_run_config(), **overrides, "strategy": name,
+                config = rules.load({**base.to_run_config(), **overrides, "strategy": name,
                                                     "seed": seed, "out": str(out / "runs")})
             except ConfigError as err:
                 rows.append({**row, "status": f"not run: {err.allowed}"})

@@ -1,4 +1,4 @@
-"""Make the TLS certificates of a SuperLink and the key pairs of SuperNodes (fedkd.credentials).
+"""Make the TLS certificates of a SuperLink and the key pairs of SuperNodes (fedkd.runtime.credentials).
 
     python simulations/credentials.py certs --host 192.168.1.10 --host fl-server.local --out certs/
     python simulations/credentials.py node-key --name device0 --out keys/
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fedkd.cli import Parser
-from fedkd.credentials import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, make_certificates, make_node_key
+from fedkd.cli.flags import Parser
+from fedkd.runtime.credentials import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY, make_certificates, make_node_key
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.config import RunConfig
-from fedkd.datasets import load_splits
-from fedkd.deployment import DeploymentError, LocalFederation
-from fedkd.node_data import FORMATS, NodeDataError, load_node_data
+from fedkd.data.datasets import load_splits
+from fedkd.data.node_data import FORMATS, NodeDataError, load_node_data
+from fedkd.results.store import SUMMARY_FILE, read_summary
+from fedkd.runtime.deployment import DeploymentError, LocalFederation
 from fedkd.server.progress import accuracy_lines
 
 APP_DIR = Path(__file__).resolve().parents[1]  # the Flower app: pyproject.toml's components
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="plain connections and no SuperNode authentication (TLS and authentication are on by default)")
     parser.add_argument("--no-auth", action="store_true", help="TLS without SuperNode authentication")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="node i trains on DIR/client<i>.npz or .csv (fedkd.node_data) instead of a simulated partition")
+                        help="node i trains on DIR/client<i>.npz or .csv (fedkd.data.node_data) instead of a simulated partition")
     parser.add_argument("--workdir", type=Path, metavar="DIR",
                         help="certificates, keys, Flower's home and process logs (default: <out>/deployments/<time>)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the run's log")
@@ -103,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = find_run_dir(out, run_id)
     print(f"run {run_id}: {status} in {time.perf_counter() - started:.0f} s; "
           f"processes left running: {len(left)}")
-    if status != "finished:completed" or run_dir is None or not (run_dir / "summary.json").exists():
+    if status != "finished:completed" or run_dir is None or not (run_dir / SUMMARY_FILE).exists():
         print(f"deploy_local.py: error: the run did not complete; see {workdir}/logs and "
               f"{run_dir or out}/events.log", file=sys.stderr)
         return 1
-    for line in accuracy_lines(json.loads((run_dir / "summary.json").read_text())):
+    for line in accuracy_lines(read_summary(run_dir)):
         print(line)
     print(f"results: {run_dir}/ (config.json, metrics.csv, events.log, summary.json, accuracy.png)")
     return 0

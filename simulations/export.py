@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedkd.checkpoint import CheckpointError, final_students
-from fedkd.cli import Parser
-from fedkd.client.training import evaluate
-from fedkd.datasets import load_splits
-from fedkd.edge import export
-from fedkd.results import read_run_config, write_atomic
+from fedkd.cli.flags import Parser
+from fedkd.data.datasets import load_splits
+from fedkd.learning.export import export
+from fedkd.learning.training import evaluate
+from fedkd.results.checkpoint import CheckpointError, final_students
+from fedkd.results.store import CONFIG_FILE, read_run_config, write_atomic
 
 COLUMNS = {"client": "client", "model": "model", "parameters": "parameters", "test_acc": "test accuracy",
            "onnx_bytes": "ONNX bytes", "torchscript_bytes": "TorchScript bytes",
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", metavar="LIST",
                         help="partition ids to export (default: the first client of each architecture)")
     args = parser.parse_args(argv)
-    if not (args.run / "config.json").is_file():
+    if not (args.run / CONFIG_FILE).is_file():
         parser.error(f"--run={args.run}: not a results folder (no config.json)")
     config = read_run_config(args.run)
     if args.clients:

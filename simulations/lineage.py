@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedkd.cli import Parser
-from fedkd.datasets import load_splits
-from fedkd.edge import torch_latency_ms
-from fedkd.models import MODELS, build_model, count_parameters, derive_seed
-from fedkd.results import read_run_config, write_atomic
-from fedkd.server.app import TEACHER_FILE
-from fedkd.server.model import accuracy_on_test, distill_early_stopped
-from fedkd.client.training import predict
+from fedkd.cli.flags import Parser
+from fedkd.data.datasets import load_splits
+from fedkd.learning.export import torch_latency_ms
+from fedkd.learning.models import MODELS, build_model, count_parameters, derive_seed
+from fedkd.learning.server_model import accuracy_on_test, distill_early_stopped
+from fedkd.learning.training import predict
+from fedkd.results.store import CONFIG_FILE, TEACHER_FILE, read_run_config, write_atomic
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="lineage.py", description=__doc__.split("\n")[0])
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--chain={args.chain}: models from {', '.join(MODELS)}, comma-separated")
     if args.epochs < 1:
         parser.error(f"--epochs={args.epochs}: must be >= 1")
-    if not (args.run / "config.json").is_file():
+    if not (args.run / CONFIG_FILE).is_file():
         parser.error(f"--run={args.run}: not a results folder (no config.json)")
     config = read_run_config(args.run)
     if not (args.run / TEACHER_FILE).is_file():

@@ -3,7 +3,7 @@
     python simulations/node_data.py --clients 3 --out node-data/             # client<i>.npz
     python simulations/node_data.py --clients 3 --out node-data/ --format csv
 
-The files show the format ``fedkd.node_data`` documents and let a deployment be tried
+The files show the format ``fedkd.data.node_data`` documents and let a deployment be tried
 before devices hold data of their own: ``deploy_local.py --data-dir node-data/``, or
 copy ``client<i>.*`` to device i and start its SuperNode with ``data-path=...``. The
 scenario flags (dataset, partition, alpha, seed, ...) are the run-config keys.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fedkd.cli import build_parser, prepare_data, resolve
-from fedkd.datasets import load_splits
-from fedkd.node_data import save_node_data
-from fedkd.partition import partition_indices
+from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.data.datasets import load_splits
+from fedkd.data.node_data import save_node_data
+from fedkd.data.partition import partition_indices
 
 
 def main(argv: list[str] | None = None) -> int:

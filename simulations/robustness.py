@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.attacks import ATTACKS
-from fedkd.cli import build_parser, comma_list, prepare_data, resolve
+from fedkd import rules
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
+from fedkd.cli.sweep import run_one
 from fedkd.config import ConfigError
-from fedkd.results import write_atomic
-from fedkd.robust import AGGREGATORS
-from fedkd.sweep import run_one
+from fedkd.faults.byzantine import ATTACKS
+from fedkd.faults.robust import AGGREGATORS
+from fedkd.results.store import write_atomic
 
 CLEAN = "none"
 DEFAULT_BYZANTINE_FRAC = 0.2
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = {}
     for aggregator, attack in plan:  # every combination is valid before the first run starts
         try:
-            configs[aggregator, attack] = base.replace(
+            configs[aggregator, attack] = rules.changed(base, 
                 aggregator=aggregator, attack=attack if attack != CLEAN else base.attack,
                 byzantine_frac=base.byzantine_frac if attack != CLEAN else 0.0)
         except ConfigError as err:

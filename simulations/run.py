@@ -11,7 +11,6 @@ complete round with the configuration it was started with.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -20,15 +19,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedkd.cli import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.config import RunConfig
-from fedkd.datasets import DATASETS
-from fedkd.partition import label_histograms
-from fedkd.memory import PeakMemory
-from fedkd.checkpoint import CHECKPOINT_FILE, CheckpointError
-from fedkd.results import ResultsError, new_run_dir, read_run_config, write_atomic, write_json
+from fedkd.data.datasets import DATASETS
+from fedkd.data.partition import label_histograms
+from fedkd.results.checkpoint import CheckpointError
+from fedkd.results.memory import PeakMemory
+from fedkd.results.store import (
+    CHECKPOINT_FILE,
+    CLIENTS_FILE,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    ResultsError,
+    new_run_dir,
+    read_run_config,
+    read_summary,
+    write_atomic,
+    write_json,
+)
 from fedkd.server.progress import RoundProgress, accuracy_lines
-
 
 PEAK_INTERVAL_S = 2.0  # reading PSS is not free: sample sparsely beside the clients
 
@@ -40,7 +49,7 @@ def write_clients(config: RunConfig, run_dir: Path) -> None:
     frame.insert(0, "num_examples", hist.sum(1))
     frame.insert(0, "model", [config.model_for(p) for p in range(config.clients)])
     frame.insert(0, "partition_id", np.arange(config.clients))
-    write_atomic(run_dir / "clients.csv", frame.to_csv(index=False))
+    write_atomic(run_dir / CLIENTS_FILE, frame.to_csv(index=False))
 
 
 def resumed_config(parser, args) -> RunConfig:
@@ -50,9 +59,9 @@ def resumed_config(parser, args) -> RunConfig:
     if given:
         parser.error(f"--resume continues a run with its own configuration; drop {', '.join(given)}")
     run_dir = args.resume
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG_FILE).exists():
         parser.error(f"--resume={run_dir}: not a results folder of run.py (no config.json)")
-    if (run_dir / "summary.json").exists():
+    if (run_dir / SUMMARY_FILE).exists():
         parser.error(f"--resume={run_dir}: the run finished (summary.json is there); nothing to resume")
     if not (run_dir / CHECKPOINT_FILE).exists():
         parser.error(f"--resume={run_dir}: no checkpoint; the run stopped before its first round completed")
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as err:
         parser.error(str(err))
 
-    from fedkd.simulation import simulate
+    from fedkd.runtime.simulation import simulate
 
     with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory(PEAK_INTERVAL_S) as memory:
         try:
@@ -105,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"python simulations/run.py --resume {run_dir}", file=sys.stderr)
             return 1
     total = time.perf_counter() - start
-    s = json.loads((run_dir / "summary.json").read_text())
+    s = read_summary(run_dir)
     s["memory_mb_peak"] = memory.peak
-    write_json(run_dir / "summary.json", s)
+    write_json(run_dir / SUMMARY_FILE, s)
     for line in accuracy_lines(s):
         say(line)
     if s["dp"] != "none":

@@ -17,7 +17,6 @@ mechanism is listed with the reason.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import sys
@@ -26,13 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.cli import build_parser, comma_list, prepare_data, resolve
+from fedkd import rules
+from fedkd.audit.inference_attacks import attack_run, attack_server_model
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
+from fedkd.cli.sweep import run_one
 from fedkd.config import ConfigError, RunConfig
-from fedkd.plots import plot_tradeoff
-from fedkd.privacy_attacks import attack_run, attack_server_model
-from fedkd.results import write_atomic
+from fedkd.results.plots import plot_tradeoff
+from fedkd.results.store import read_summary, write_atomic
 from fedkd.strategies import STRATEGIES
-from fedkd.sweep import run_one
 
 LOCAL_ONLY = "local"
 COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target ε", "epsilon": "ε spent",
@@ -58,7 +58,7 @@ def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanism:
     for strategy in strategies:
         for e in eps:
             try:
-                config = base.replace(strategy=strategy, dp=mechanism if math.isfinite(e) else "none",
+                config = rules.changed(base, strategy=strategy, dp=mechanism if math.isfinite(e) else "none",
                                       target_epsilon=e, dp_noise=0.0)
             except ConfigError as err:
                 config = str(err)
@@ -68,7 +68,7 @@ def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanism:
 
 def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_clients: int) -> dict:
     figures = run_one(config, run_dir, f"{strategy} ε={e:g}")
-    s = json.loads((run_dir / "summary.json").read_text())
+    s = read_summary(run_dir)
     attacks = attack_run(run_dir, attack_clients)
     server = attack_server_model(run_dir, attack_clients)
     auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)

@@ -8,20 +8,21 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedkd import knowledge
-from fedkd.client.training import class_targets, evaluate, revisit
+from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
-from fedkd.datasets import load_splits
-from fedkd.models import build_model
-from fedkd.pool_grid import PoolGrid
+from fedkd.data.datasets import load_splits
+from fedkd.knowledge import payload
+from fedkd.learning.models import build_model
+from fedkd.learning.server_model import distill_early_stopped
+from fedkd.learning.training import class_targets, evaluate, revisit
 from fedkd.protocol import METRICS, MODEL
-from fedkd.results import read_server_metrics
+from fedkd.results.store import read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from fedkd.server.model import distill_early_stopped
 from fedkd.strategies import STRATEGIES, FedAvg
 from fedkd.strategies.dsfl import entropy_reduction, softmax
 from fedkd.strategies.feddistill import per_class_mean
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +65,8 @@ def test_feddistill_averages_per_class_over_the_clients_holding_it():
 def test_feddistill_targets_leave_out_the_clients_own_upload():
     a = (np.array([0, 1]), np.array([[2.0, 0, 0], [0, 4.0, 0]], np.float32))
     b = (np.array([1, 2]), np.array([[0, 2.0, 0], [0, 0, 6.0]], np.float32))
-    teacher = knowledge.pack_class_teacher(*per_class_mean([a, b], 3, 3))
-    targets, has = class_targets(teacher, knowledge.pack(*a), 3, 3)
+    teacher = payload.pack_class_teacher(*per_class_mean([a, b], 3, 3))
+    targets, has = class_targets(teacher, payload.pack(*a), 3, 3)
     assert has.tolist() == [False, True, True]  # only client a holds class 0
     np.testing.assert_allclose(targets[1:], [[0, 2, 0], [0, 0, 6]])  # b's logits alone
     targets, has = class_targets(teacher, None, 3, 3)  # a client that did not contribute
@@ -78,27 +79,27 @@ def test_feddistill_targets_leave_out_the_clients_own_upload():
     ([1, 2], np.zeros((2, 9)), "shape"),
 ])
 def test_class_knowledge_is_validated(ids, logits, reason):
-    with pytest.raises(knowledge.KnowledgeError, match=reason):
-        knowledge.validate_by_class(knowledge.pack(np.array(ids), logits), 10, 10)
+    with pytest.raises(payload.KnowledgeError, match=reason):
+        payload.validate_by_class(payload.pack(np.array(ids), logits), 10, 10)
 
 
 def test_fedavg_refuses_mixed_architectures_naming_both_choices():
     with pytest.raises(ConfigError, match="same architecture") as err:
-        RunConfig().replace(strategy="fedavg", models="cnn-s,mlp-s")
+        rules.changed(RunConfig(), strategy="fedavg", models="cnn-s,mlp-s")
     assert err.value.key == "models" and "fedavg" in err.value.allowed
     RunConfig().replace(strategy="fedavg", models="cnn-s")  # one architecture is fine
 
 
 @pytest.mark.parametrize("changes, key, words", [
     ({"strategy": "dsfl", "knowledge": "relational"}, "knowledge", "--strategy=dsfl carries soft-labels"),
-    ({"strategy": "fedmd", "knowledge": "prototypes"}, "knowledge", "prototypes with feddistill"),
+    ({"strategy": "fedmd", "knowledge": "prototypes"}, "knowledge", "prototypes knowledge runs with feddistill"),
     ({"strategy": "feddistill", "knowledge": "contrastive"}, "knowledge", "carries soft-labels, prototypes"),
     ({"strategy": "feddistill", "online": 1}, "online", "no public-set teacher"),
     ({"strategy": "fedmd", "knowledge": "relational", "online": 1}, "online", "cannot teach it"),
 ])
 def test_incompatible_choices_name_both_and_what_works(changes, key, words):
     with pytest.raises(ConfigError) as err:
-        RunConfig().replace(**changes)
+        rules.changed(RunConfig(), **changes)
     assert err.value.key == key and words in err.value.allowed
 
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from tests.conftest import load_script
+from tests.helpers import load_script
 
 compare = load_script("compare")
 TINY = ["--dataset", "digits", "--clients", "5", "--rounds", "2", "--public-size", "300",

@@ -4,20 +4,21 @@ import numpy as np
 import pytest
 from flwr.app import Array
 
-from fedkd import knowledge
-from fedkd.compression import decode, encode
+from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
-from fedkd.pool_grid import PoolGrid
-from fedkd.results import read_server_metrics
+from fedkd.knowledge import payload
+from fedkd.knowledge.compression import decode, encode
+from fedkd.results.store import read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 IDS = np.arange(200)
 LOGITS = np.random.default_rng(0).normal(0, 3, size=(200, 10)).astype(np.float32)
 
 
 def _round_trip(scheme, k=3):
-    return knowledge.unpack(decode(encode(IDS, LOGITS, scheme, k), scheme, 10))
+    return payload.unpack(decode(encode(IDS, LOGITS, scheme, k), scheme, 10))
 
 
 def _nbytes(record):
@@ -62,7 +63,7 @@ def test_bytes_shrink_in_the_order_of_the_schemes():
 def test_malformed_uploads_are_refused_with_their_reason(scheme, damage, reason):
     record = encode(IDS, LOGITS, scheme, 3)
     damage(record)
-    with pytest.raises(knowledge.KnowledgeError, match=reason):
+    with pytest.raises(payload.KnowledgeError, match=reason):
         decode(record, scheme, 10)
 
 
@@ -89,5 +90,5 @@ def test_a_compressed_run_learns(strategy, tmp_path):
 ])
 def test_compression_options_that_cannot_work_are_refused(changes, key, words):
     with pytest.raises(ConfigError) as err:
-        RunConfig().replace(**changes)
+        rules.changed(RunConfig(), **changes)
     assert err.value.key == key and words in err.value.allowed

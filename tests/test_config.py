@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
-from fedkd.datasets import check_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,17 +39,17 @@ def test_strings_from_the_command_line_are_coerced():
 ])
 def test_bad_values_name_key_value_and_what_is_allowed(key, value, words):
     with pytest.raises(ConfigError) as err:
-        RunConfig.from_run_config({key: value})
+        rules.load({key: value})
     assert err.value.key == key
     assert words in str(err.value) and repr(value) in str(err.value)
 
 
 def test_data_dependent_limits():
     with pytest.raises(ConfigError, match="public-size"):
-        check_sizes(RunConfig(dataset="digits", public_size=361))
+        rules.check(RunConfig(dataset="digits", public_size=361))
     with pytest.raises(ConfigError, match="at most 215 clients"):
-        check_sizes(RunConfig(dataset="digits", clients=216, public_size=300))
-    check_sizes(RunConfig(dataset="digits", clients=215, public_size=300))
+        rules.check(RunConfig(dataset="digits", clients=216, public_size=300, public_subset=200))
+    rules.check(RunConfig(dataset="digits", clients=215, public_size=300, public_subset=200))
 
 
 def test_models_are_assigned_round_robin():

@@ -7,8 +7,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedkd.credentials import make_certificates, make_node_key
-from tests.conftest import load_script
+from fedkd.runtime.credentials import make_certificates, make_node_key
+from tests.helpers import load_script
 
 
 def test_the_server_certificate_is_signed_by_the_ca_for_the_given_hosts(tmp_path):

@@ -13,12 +13,12 @@ import pandas as pd
 import psutil
 import pytest
 
-from fedkd.credentials import make_node_key
-from fedkd.deployment import HOST, LocalFederation, _executable, free_port
-from fedkd.node_data import save_node_data
-from fedkd.datasets import load_splits
-from fedkd.partition import partition_indices
-from tests.conftest import load_script, tiny_config
+from fedkd.data.datasets import load_splits
+from fedkd.data.node_data import save_node_data
+from fedkd.data.partition import partition_indices
+from fedkd.runtime.credentials import make_node_key
+from fedkd.runtime.deployment import HOST, LocalFederation, _executable, free_port
+from tests.helpers import load_script, tiny_config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "simulations" / "deploy_local.py"
 SCENARIO = ["--dataset=digits", "--public-size=300", "--public-subset=200", "--init-epochs=5", "--seed=0"]

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fedkd.checkpoint import CLIENT_STATE_DIR
-from fedkd.pool_grid import PoolGrid
+from fedkd.results.store import CLIENT_STATE_DIR
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import load_script, tiny_config
+from tests.helpers import load_script, tiny_config
 
 export = load_script("export")
 

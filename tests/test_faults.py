@@ -2,16 +2,16 @@
 on, and a round with too few replies keeps the previous server state."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
-from fedkd.faults import CRASH, DROP, STRAGGLE, FaultPlan
-from fedkd.pool_grid import PoolGrid
-from fedkd.results import SERVER, read_server_metrics
+from fedkd.faults.plan import CRASH, DROP, STRAGGLE, FaultPlan
+from fedkd.results.store import SERVER, read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import tiny_config
-
-import pandas as pd
+from tests.helpers import tiny_config
 
 
 def _planned(config, fate):
@@ -81,7 +81,7 @@ def test_a_round_with_too_few_replies_keeps_the_server_state(tmp_path):
 
 
 def test_the_ray_engine_survives_crashing_clients(tmp_path):
-    from fedkd.simulation import simulate
+    from fedkd.runtime.simulation import simulate
 
     config = tiny_config().replace(fraction=1.0, crash_rate=0.3)
     simulate(config, tmp_path, on_round=lambda r, m: None)
@@ -108,7 +108,7 @@ def test_the_ray_engine_survives_crashing_clients(tmp_path):
 ])
 def test_fault_options_that_cannot_work_are_refused(changes, key, words):
     with pytest.raises(ConfigError) as err:
-        RunConfig().replace(**changes)
+        rules.changed(RunConfig(), **changes)
     assert err.value.key == key and words in err.value.allowed
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedkd.knowledge_kinds import KINDS, angles_from_distances, info_nce, normalized_distances, rkd_loss
-from fedkd.models import build_model
+from fedkd.knowledge.kinds import KINDS, angles_from_distances, info_nce, normalized_distances, rkd_loss
+from fedkd.learning.models import build_model
 
 
 def test_angles_from_distances_match_the_geometry():

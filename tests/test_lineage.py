@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from fedkd.pool_grid import PoolGrid
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import load_script, tiny_config
+from tests.helpers import load_script, tiny_config
 
 lineage = load_script("lineage")
 

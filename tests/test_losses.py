@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from fedkd.losses import hard_soft_loss, kd_loss
+from fedkd.learning.losses import hard_soft_loss, kd_loss
 
 
 def test_kd_loss_is_zero_when_student_equals_teacher():

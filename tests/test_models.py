@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fedkd.models import MODELS, build_model, count_parameters
+from fedkd.learning.models import MODELS, build_model, count_parameters
 
 
 @pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8)])

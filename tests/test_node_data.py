@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedkd.node_data import NodeDataError, load_node_data, save_node_data
-from fedkd.pool_grid import PoolGrid
-from fedkd.results import read_server_metrics
-from fedkd.server.app import EVENTS_FILE, run_server
-from tests.conftest import load_script, tiny_config
+from fedkd.data.node_data import NodeDataError, load_node_data, save_node_data
+from fedkd.results.store import EVENTS_FILE, read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
+from fedkd.server.app import run_server
+from tests.helpers import load_script, tiny_config
 
 SHAPE, CLASSES = (1, 8, 8), 10
 

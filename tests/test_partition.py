@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from fedkd.config import RunConfig
-from fedkd.datasets import DATASETS, load_splits
-from fedkd.partition import label_histograms, partition_indices
+from fedkd.data.datasets import DATASETS, load_splits
+from fedkd.data.partition import label_histograms, partition_indices
 
 
 def _digits(**kw) -> RunConfig:
@@ -58,8 +58,8 @@ def test_splits_are_disjoint_and_public_labels_are_separate():
 
 
 def test_mnist1d_is_generated_deterministically(monkeypatch):
-    monkeypatch.setattr("fedkd.datasets.MNIST1D_SAMPLES", 500)
-    from fedkd.datasets import _load_mnist1d
+    monkeypatch.setattr("fedkd.data.datasets.MNIST1D_SAMPLES", 500)
+    from fedkd.data.datasets import _load_mnist1d
 
     x1, y1 = _load_mnist1d(3)
     x2, y2 = _load_mnist1d(3)  # from the disk cache this time

@@ -9,19 +9,20 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from fedkd.config import ConfigError, RunConfig
-from fedkd.pool_grid import PoolGrid
-from fedkd.privacy import Accountant, calibrate_noise, clip, local_release, noisy_mean, planned_epsilon
-from fedkd.privacy_attacks import (
+from fedkd import rules
+from fedkd.audit.inference_attacks import (
     balanced_nonmembers,
     estimated_histogram,
     membership_inference,
     total_variation,
     tpr_at_fpr,
 )
-from fedkd.results import read_server_metrics
+from fedkd.config import ConfigError, RunConfig
+from fedkd.privacy.dp import Accountant, calibrate_noise, clip, local_release, noisy_mean, planned_epsilon
+from fedkd.results.store import read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 DELTA = 1e-5
 
@@ -124,7 +125,7 @@ def test_the_noise_added_has_the_claimed_std():
 ])
 def test_bad_privacy_settings_are_refused_naming_the_key(changes, key, words):
     with pytest.raises(ConfigError) as err:
-        tiny_config().replace(**changes)
+        rules.changed(tiny_config(), **changes)
     assert err.value.key == key and words in str(err.value)
 
 
@@ -214,7 +215,7 @@ def test_opacus_and_dp_accounting_agree_on_poisson_sampled_gaussian_steps():
     import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
-    from fedkd.client import dp_sgd
+    from fedkd.privacy import dp_sgd
 
     sigma, q, steps = 1.1, 0.05, 600
     reference = RdpAccountant()
@@ -224,7 +225,7 @@ def test_opacus_and_dp_accounting_agree_on_poisson_sampled_gaussian_steps():
 
 
 def test_dp_sgd_clients_report_record_level_epsilon_within_the_budget(tmp_path):
-    from fedkd.client import dp_sgd
+    from fedkd.privacy import dp_sgd
 
     config = tiny_config().replace(rounds=1, dp="dp-sgd", target_epsilon=3.0, dp_clip=1.0, init_epochs=2,
                                    fraction=1.0)
@@ -247,12 +248,12 @@ def test_dp_sgd_clients_report_record_level_epsilon_within_the_budget(tmp_path):
 ])
 def test_bad_dp_sgd_settings_are_refused(changes, key, words):
     with pytest.raises(ConfigError) as err:
-        tiny_config().replace(**changes)
+        rules.changed(tiny_config(), **changes)
     assert err.value.key == key and words in str(err.value)
 
 
 def test_gnmax_votes_take_the_noisy_argmax_and_account_as_composed_gaussian_queries(tmp_path):
-    from fedkd.privacy import noisy_votes
+    from fedkd.privacy.dp import noisy_votes
 
     rng = np.random.default_rng(0)
     uploads = [np.eye(4)[[2, 2, 1]] * 5 + rng.normal(0, 0.1, (3, 4)) for _ in range(7)]
@@ -268,8 +269,8 @@ def test_gnmax_votes_take_the_noisy_argmax_and_account_as_composed_gaussian_quer
 
 
 def test_the_released_server_model_is_kept_and_attacked(tmp_path):
-    from fedkd.privacy_attacks import attack_server_model
-    from fedkd.server.app import SERVER_MODEL_FILE
+    from fedkd.audit.inference_attacks import attack_server_model
+    from fedkd.results.store import SERVER_MODEL_FILE
 
     summary, _ = _run(tmp_path / "dsfl", tiny_config().replace(rounds=1, strategy="dsfl"))
     assert (tmp_path / "dsfl" / SERVER_MODEL_FILE).exists()

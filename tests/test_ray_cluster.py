@@ -12,8 +12,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from fedkd.simulation import simulate
-from tests.conftest import tiny_config
+from fedkd.runtime.simulation import simulate
+from tests.helpers import tiny_config
 
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedkd import checkpoint
-from fedkd.pool_grid import PoolGrid
-from fedkd.results import MACHINE_METRICS, ResultsError, read_server_metrics
+from fedkd.results import checkpoint
+from fedkd.results.store import MACHINE_METRICS, ResultsError, read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import load_script, tiny_config
+from tests.helpers import load_script, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,9 @@ def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(strategy, o
 KILLABLE = """
 import sys, time
 from pathlib import Path
-from fedkd.pool_grid import PoolGrid
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 config = tiny_config().replace(rounds=4)
 run_dir = Path(sys.argv[1])
 run_server(PoolGrid(config.clients, workers=0, state_dir=run_dir / "client_state"), config, run_dir,
@@ -117,7 +117,7 @@ def test_resume_refuses_a_finished_run_and_a_folder_without_checkpoint(tmp_path,
 
 
 def test_a_results_folder_that_cannot_be_written_stops_the_run_and_keeps_earlier_rounds(tmp_path, monkeypatch):
-    import fedkd.results as results
+    import fedkd.results.store as results
 
     config = tiny_config()
     real_replace = os.replace

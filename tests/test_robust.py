@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from fedkd import robust
-from fedkd.attacks import ATTACKS, corrupt
-from fedkd.pool_grid import PoolGrid
-from fedkd.results import read_server_metrics
+from fedkd.faults import robust
+from fedkd.faults.byzantine import ATTACKS, corrupt
+from fedkd.results.store import read_server_metrics
+from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def test_median_and_trimmed_mean_on_hand_made_values():

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
-from fedkd import knowledge
-from fedkd.datasets import load_splits
+from fedkd.data.datasets import load_splits
+from fedkd.knowledge import payload
 from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, ROUND, RUN, TEACHER
-from fedkd.results import SERVER, MACHINE_METRICS
-from fedkd.simulation import simulate
-from tests.conftest import tiny_config
+from fedkd.results.store import MACHINE_METRICS, SERVER
+from fedkd.runtime.simulation import simulate
+from tests.helpers import tiny_config
 
 
 class RecordingGrid:
@@ -106,7 +106,7 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
                     assert all(isinstance(v, (int, float, str, bool)) for v in record.values())
                     continue
                 assert isinstance(record, ArrayRecord)
-                ids = knowledge.unpack_ids(record)
+                ids = payload.unpack_ids(record)
                 assert ids.min() >= 0 and ids.max() < len(public.public_y)
                 if key == TEACHER:
                     assert set(record.keys()) == {"ids", "logits"}
@@ -122,7 +122,7 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
             assert set(metrics.keys()) <= {"partition-id", "num-examples", "digest-loss",
                                            "revisit-loss", "test-acc", "test-loss"}
             if KNOWLEDGE in r.content:
-                ids, logits = knowledge.unpack(r.content[KNOWLEDGE])
+                ids, logits = payload.unpack(r.content[KNOWLEDGE])
                 assert np.array_equal(ids, asked[r.metadata.reply_to_message_id])
                 assert logits.shape == (len(ids), n_classes)
                 n_knowledge += 1
@@ -131,7 +131,7 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
 
 def test_compute_floor_pool_gives_the_same_metrics(runs, tmp_path):
     """simulations/bench.py's floor runs the same rounds without Flower's engine."""
-    from fedkd.pool_grid import PoolGrid
+    from fedkd.runtime.pool_grid import PoolGrid
     from fedkd.server.app import run_server
 
     config, first, _, _ = runs

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedkd import knowledge
-from fedkd.datasets import load_splits
+from fedkd.data.datasets import load_splits
+from fedkd.knowledge import payload
 from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, TEACHER
 from fedkd.strategies import FedMD
 
@@ -23,8 +23,8 @@ class FakeGrid:
 def _reply(instruction: Message, pid: int, logits: np.ndarray | None, ids=None) -> Message:
     content = RecordDict({METRICS: MetricRecord({"partition-id": pid, "num-examples": 10})})
     if logits is not None:
-        query = knowledge.unpack_ids(instruction.content[QUERY])
-        content[KNOWLEDGE] = knowledge.pack(query if ids is None else ids, logits)
+        query = payload.unpack_ids(instruction.content[QUERY])
+        content[KNOWLEDGE] = payload.pack(query if ids is None else ids, logits)
     return Message(content=content, reply_to=instruction)
 
 
@@ -51,8 +51,8 @@ def test_round0_reaches_every_node_and_learns_partition_map(strategy):
     assert all(TEACHER not in m.content for m in msgs)
     replies = [_reply(m, pid, np.full((n, 10), pid, np.float32)) for pid, m in zip([4, 3, 2, 1, 0], msgs)]
     teacher, _ = strategy.aggregate_train(0, replies)
-    assert strategy.nodes == {4: 501, 3: 502, 2: 503, 1: 504, 0: 505}
-    ids, logits = knowledge.unpack(teacher)
+    assert strategy.node_map.nodes == {4: 501, 3: 502, 2: 503, 1: 504, 0: 505}
+    ids, logits = payload.unpack(teacher)
     assert np.array_equal(ids, strategy._query_ids)
     np.testing.assert_allclose(logits, 2.0)  # FedMD consensus: the mean of 0..4
 
@@ -64,7 +64,7 @@ def test_later_rounds_sample_by_partition_id_with_the_seed(strategy, tiny):
     sampled = strategy.sample(1)
     assert len(sampled) == round(tiny.fraction * tiny.clients) == 3
     assert sampled == FedMD(tiny, _splits(tiny)).sample(1)  # same seed, same sample
-    teacher = knowledge.pack(np.arange(4), np.zeros((4, 10)))
+    teacher = payload.pack(np.arange(4), np.zeros((4, 10)))
     msgs1 = list(strategy.configure_train(1, teacher, ConfigRecord(), grid))
     assert [m.metadata.dst_node_id for m in msgs1] == [501 + p for p in sampled]
     assert all(TEACHER in m.content for m in msgs1)
@@ -93,7 +93,7 @@ def test_invalid_replies_are_rejected_with_reason_and_not_aggregated(strategy, b
     replies.append(_reply(msgs[4], 4, logits, ids=ids))
     teacher, _ = strategy.aggregate_train(0, replies)
     assert list(strategy.report.rejected) == [4] and reason in strategy.report.rejected[4]
-    np.testing.assert_allclose(knowledge.unpack(teacher)[1], 1.0)
+    np.testing.assert_allclose(payload.unpack(teacher)[1], 1.0)
 
 
 def test_reply_without_knowledge_is_rejected(strategy):
@@ -125,4 +125,4 @@ def test_malformed_knowledge_records_are_rejected_with_their_reason(strategy, ar
     bad.content[KNOWLEDGE] = ArrayRecord({k: Array(v) for k, v in arrays(ids, n).items()})
     teacher, _ = strategy.aggregate_train(0, [good, bad])
     assert list(strategy.report.rejected) == [1] and reason in strategy.report.rejected[1]
-    np.testing.assert_allclose(knowledge.unpack(teacher)[1], 1.0)
+    np.testing.assert_allclose(payload.unpack(teacher)[1], 1.0)

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from tests.conftest import load_script
+from tests.helpers import load_script
 
 SCENARIO = ["--clients=4", "--rounds=1", "--dataset=digits", "--public-size=300", "--public-subset=100",
             "--init-epochs=3"]

@@ -1,18 +1,18 @@
 """The fedkd ClientApp: a student that learns from its private shard and the teacher signal.
 
 The shard is the node's simulated partition or, on a device, its own file (node
-config ``data-path``, see ``fedkd.node_data``).
+config ``data-path``, see ``fedkd.data.node_data``).
 
 The student's weights persist in ``context.state`` between rounds, so the same app
 runs in simulation and on a SuperNode. What a client sends back is chosen by the
 round record's ``reply``: knowledge on the public ids the server asked for, mean
 knowledge per class of its shard (FedDistill), its weights (weight-sharing
 strategies) or metrics only; its ``knowledge`` names the kind (logits by default,
-see ``fedkd.knowledge_kinds``). Private inputs and labels never leave the client.
+see ``fedkd.knowledge.kinds``). Private inputs and labels never leave the client.
 
 Injected faults that belong to a client happen here, as the run's fault plan says:
 a crash is a real exception (Flower answers the server with an error reply) and a
-Byzantine client corrupts the knowledge it uploads (``fedkd.attacks``).
+Byzantine client corrupts the knowledge it uploads (``fedkd.faults.byzantine``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,17 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from fedkd import compression, knowledge, privacy
-from fedkd.attacks import corrupt
-from fedkd.checkpoint import STATE_DIR_ENV, ClientStateStore
-from fedkd.client.training import (
+from fedkd import rules
+from fedkd.config import RunConfig
+from fedkd.data.datasets import Splits, load_splits
+from fedkd.data.node_data import load_node_data
+from fedkd.data.partition import partition_indices
+from fedkd.faults.byzantine import corrupt
+from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
+from fedkd.knowledge import compression, payload
+from fedkd.knowledge.kinds import KINDS
+from fedkd.learning.models import build_model, derive_seed, shared_init_seed
+from fedkd.learning.training import (
     Schedule,
     class_means,
     class_targets,
@@ -44,13 +51,7 @@ from fedkd.client.training import (
     revisit,
     views,
 )
-from fedkd.config import RunConfig
-from fedkd.datasets import Splits, load_splits
-from fedkd.faults import CRASH, FaultPlan, InjectedCrash
-from fedkd.knowledge_kinds import KINDS
-from fedkd.models import build_model, derive_seed, shared_init_seed
-from fedkd.node_data import load_node_data
-from fedkd.partition import partition_indices
+from fedkd.privacy import dp
 from fedkd.protocol import (
     CLASS_LOGITS,
     DP_SGD,
@@ -68,6 +69,7 @@ from fedkd.protocol import (
     UNIT_WEIGHT,
     WEIGHTS,
 )
+from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore
 
 app = ClientApp()
 
@@ -76,7 +78,7 @@ class _Client:
     """One client's data and student, rebuilt from the run config and context."""
 
     def __init__(self, message: Message, context: Context):
-        self.config = RunConfig.from_run_config(dict(message.content[RUN]))
+        self.config = rules.load(dict(message.content[RUN]))
         self.round = message.content[ROUND]
         self.partition_id = int(context.node_config["partition-id"])
         num_partitions = int(context.node_config["num-partitions"])
@@ -86,6 +88,7 @@ class _Client:
         c = self.config
         self.splits = load_splits(c.dataset, c.seed, c.public_size)
         private_x, private_y = _private_data(context, c, self.splits)
+        rules.check_shards(c, [len(private_y)])
         self.private_x, self.private_y = torch.from_numpy(private_x), torch.from_numpy(private_y)
         self.kind = KINDS[str(self.round["knowledge"])]
         name = c.model_for(self.partition_id)
@@ -135,7 +138,7 @@ def _dp_sgd_epochs(client: _Client, context: Context, rnd: ConfigRecord,
     """This round's private epochs with DP-SGD; (mean loss, ε spent so far). The noise
     multiplier (``dp-noise``, or calibrated once for the run's planned private epochs
     and this shard) and the accountant's history live in ``context.state``."""
-    from fedkd.client import dp_sgd  # Opacus: imported only by clients that use it
+    from fedkd.privacy import dp_sgd  # Opacus: imported only by clients that use it
 
     c = client.config
     state = context.state.get(DP_SGD)
@@ -178,7 +181,7 @@ def train(message: Message, context: Context) -> Message:
             torch.from_numpy(has_target), schedule, generator)
     else:
         if TEACHER in content:
-            ids, teacher = knowledge.unpack(content[TEACHER])
+            ids, teacher = payload.unpack(content[TEACHER])
             metrics["digest-loss"] = digest(
                 client.model, opt, torch.from_numpy(client.splits.public_x[ids]),
                 torch.from_numpy(teacher), client.private_x, client.private_y, schedule, generator)
@@ -190,15 +193,15 @@ def train(message: Message, context: Context) -> Message:
     out = RecordDict({METRICS: MetricRecord(metrics)})
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
-        query_ids = knowledge.unpack_ids(content[QUERY])
+        query_ids = payload.unpack_ids(content[QUERY])
         v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
-        payload = client.kind.payload(v, c.batch_size)
+        upload = client.kind.payload(v, c.batch_size)
         if c.dp == "local":  # clipped and noised before it leaves the client
-            payload = privacy.local_release(payload, c.dp_clip, float(rnd["dp-noise"]),
+            upload = dp.local_release(upload, c.dp_clip, float(rnd["dp-noise"]),
                                             np.random.default_rng([c.seed, 6, pid, server_round]))
         if byzantine:
-            payload = corrupt(payload, c.attack, plan.attack_rng(server_round, pid))
-        out[KNOWLEDGE] = compression.encode(query_ids, payload, c.compression, c.top_k)
+            upload = corrupt(upload, c.attack, plan.attack_rng(server_round, pid))
+        out[KNOWLEDGE] = compression.encode(query_ids, upload, c.compression, c.top_k)
     elif reply == CLASS_LOGITS:
         classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)
         if byzantine:

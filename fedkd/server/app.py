@@ -21,22 +21,31 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
-from fedkd import checkpoint
+from fedkd import rules
 from fedkd.config import RunConfig
-from fedkd.datasets import DATASETS, load_splits
-from fedkd.faults import FaultPlan, UnreliableGrid
-from fedkd.models import build_model, count_parameters
-from fedkd.plots import plot_accuracy
-from fedkd.results import MetricsTable, new_run_dir, write_json, write_parquet
+from fedkd.data.datasets import DATASETS, load_splits
+from fedkd.faults.plan import FaultPlan, UnreliableGrid
+from fedkd.learning.models import build_model, count_parameters
+from fedkd.results import checkpoint
+from fedkd.results.plots import plot_accuracy
+from fedkd.results.store import (
+    ACCURACY_PLOT,
+    CONFIG_FILE,
+    EVENTS_FILE,
+    SERVER_MODEL_FILE,
+    SUMMARY_FILE,
+    TEACHER_FILE,
+    MetricsTable,
+    new_run_dir,
+    write_json,
+    write_parquet,
+)
 from fedkd.server import loop
 from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
-TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
-SERVER_MODEL_FILE = "server_model.pt"  # the final server model's weights (strategies with one)
-EVENTS_FILE = "events.log"  # each client that failed, sent nothing in time or was rejected, and why
 
 
 @contextmanager
@@ -101,13 +110,15 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     ``time.perf_counter()`` reading) dates the engine's start, reported as start-up.
 
     A checkpoint is written after every round (clients keep their own state, see
-    ``fedkd.checkpoint``); ``resume`` continues the run in ``run_dir`` after its last
+    ``fedkd.results.checkpoint``); ``resume`` continues the run in ``run_dir`` after its last
     complete round. A finished run removes the checkpoint; clients keep their final state.
     ``flower_run_id`` (deployment) goes into config.json, so the run's folder can be found."""
+    rules.check(config)  # every entry point passes here: scripts, `flwr run`, --resume
+    rules.check_shards(config)
     spec = DATASETS[config.dataset]
     splits = load_splits(config.dataset, config.seed, config.public_size)
     params = model_parameters(config, splits.input_shape, spec.num_classes)
-    write_json(run_dir / "config.json", {
+    write_json(run_dir / CONFIG_FILE, {
         "run_config": config.to_run_config(), "run_dir": str(run_dir),
         "input_shape": list(splits.input_shape), "num_classes": spec.num_classes,
         "model_parameters": params, "private_pool": len(splits.private_y),
@@ -118,7 +129,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     strategy = restart.strategy if restart is not None else STRATEGIES[config.strategy](config, splits)
     plan = FaultPlan(config)
     if plan.on_link:  # drops and stragglers happen between the server and the clients
-        grid = UnreliableGrid(grid, plan, strategy.partition_of)
+        grid = UnreliableGrid(grid, plan, strategy.node_map.partition_of)
     table = MetricsTable(run_dir)
     start = time.perf_counter()
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log
@@ -139,9 +150,9 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
                "dp": config.dp, "epsilon": spent.epsilon, "dp_delta": spent.delta, "dp_unit": spent.unit,
                "dp_noise": strategy.dp_noise, "rounds_completed": int(table.server().index.max()),
                "stopped_early": strategy.stop_reason}
-    write_json(run_dir / "summary.json", summary)
+    write_json(run_dir / SUMMARY_FILE, summary)
     write_parquet(run_dir, table.frame())
-    plot_accuracy(table.server(), run_dir / "accuracy.png",
+    plot_accuracy(table.server(), run_dir / ACCURACY_PLOT,
                   f"{config.strategy} on {config.dataset}: {config.clients} clients, "
                   f"{config.partition} partition, models {config.models}")
     checkpoint.finish(run_dir)
@@ -165,5 +176,5 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: the run config comes from pyproject.toml and the CLI."""
-    config = RunConfig.from_run_config(context.run_config)
+    config = rules.load(context.run_config)
     run_server(grid, config, new_run_dir(config), flower_run_id=context.run_id)

@@ -22,13 +22,14 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
 
-from fedkd.checkpoint import Checkpoint
 from fedkd.config import RunConfig
-from fedkd.memory import process_tree_mb
+from fedkd.knowledge.wire import message_bytes
 from fedkd.protocol import METRICS
-from fedkd.results import SERVER, MetricsTable
+from fedkd.results.checkpoint import Checkpoint
+from fedkd.results.memory import process_tree_mb
+from fedkd.results.store import SERVER, MetricsTable
 from fedkd.strategies.base import FedkdStrategy
-from fedkd.wire import message_bytes
+from fedkd.strategies.sampling import identify_messages
 
 REPLY_TIMEOUT_S = 3600.0  # the deadline when a run sets no round-timeout
 log = logging.getLogger(__name__)
@@ -89,27 +90,27 @@ class LateReplies:
             rnd, node = self.waiting.pop(reply.metadata.reply_to_message_id)
             table.increment(rnd, SERVER, "late", 1)
             if reply.has_content():
-                strategy.learn_node(int(reply.content[METRICS]["partition-id"]), node)
-            pid = strategy.partition_of(node)
+                strategy.node_map.learn(int(reply.content[METRICS]["partition-id"]), node)
+            pid = strategy.node_map.partition_of(node)
             if pid is not None:
                 table.add(rnd, pid, "late", 1)
 
 
 def identify_nodes(grid: Grid, strategy: FedkdStrategy, resume_round: int, timeout_s: float) -> None:
     """A resumed run's first exchange: which node holds which partition (clients restore their state)."""
-    replies, _ = _exchange(grid, strategy.configure_identify(resume_round, grid), {}, timeout_s)
-    restored = strategy.learn_nodes(replies)
+    replies, _ = _exchange(grid, identify_messages(resume_round, grid), {}, timeout_s)
+    restored = strategy.node_map.learn_from(replies)
     log.info("resuming after round %d: %d of %d nodes answered, %d restored their state",
-             resume_round, len(strategy.nodes), len(replies), restored)
+             resume_round, len(strategy.node_map.nodes), len(replies), restored)
 
 
 def _log_faults(rnd: int, strategy: FedkdStrategy, unanswered: dict[str, int], timeout_s: float) -> None:
     report = strategy.report
     if unanswered:
         log.warning("round %d: no reply within %.0f s from %s", rnd, timeout_s,
-                    ", ".join(strategy.describe(node) for node in unanswered.values()))
+                    ", ".join(strategy.node_map.describe(node) for node in unanswered.values()))
     for node, reason in report.failed.items():
-        log.warning("round %d: %s failed: %s", rnd, strategy.describe(node), reason)
+        log.warning("round %d: %s failed: %s", rnd, strategy.node_map.describe(node), reason)
     if report.unreachable:
         log.warning("round %d: clients %s drawn but not asked: no node has said it holds them "
                     "(their nodes failed or gave no reply in round 0)", rnd, report.unreachable)
@@ -161,7 +162,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         for pid in sorted(report.rejected):
             table.add(rnd, pid, "rejected", 1)
         for metric, nodes in (("missing", unanswered.values()), ("failed", report.failed)):
-            for pid in filter(lambda p: p is not None, map(strategy.partition_of, nodes)):
+            for pid in filter(lambda p: p is not None, map(strategy.node_map.partition_of, nodes)):
                 table.add(rnd, pid, metric, 1)
         evaluated = {int(r.content[METRICS]["partition-id"]): r.content[METRICS]
                      for r in eval_replies if not r.has_error()}
@@ -169,7 +170,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
             latest_acc[pid] = float(m["test-acc"])
             table.add(rnd, pid, "test_acc", m["test-acc"])
             table.add(rnd, pid, "test_loss", m["test-loss"])
-        for pid, node in sorted(strategy.nodes.items()):
+        for pid, node in sorted(strategy.node_map.nodes.items()):
             if node in bytes_by_node:
                 table.add(rnd, pid, "bytes_up", bytes_by_node[node][0])
                 table.add(rnd, pid, "bytes_down", bytes_by_node[node][1])

@@ -31,12 +31,14 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
-from fedkd import compression, knowledge, privacy, robust
-from fedkd.config import ConfigError, RunConfig
-from fedkd.datasets import Splits
-from fedkd.knowledge_kinds import KINDS
+from fedkd.config import RunConfig
+from fedkd.data.datasets import Splits
+from fedkd.faults import robust
+from fedkd.knowledge import compression, payload
+from fedkd.knowledge.kinds import KINDS
+from fedkd.learning.server_model import ServerModel
+from fedkd.privacy import dp
 from fedkd.protocol import (
-    CLASS_LOGITS,
     KNOWLEDGE,
     METRICS,
     PUBLIC_LOGITS,
@@ -44,9 +46,8 @@ from fedkd.protocol import (
     ROUND,
     RUN,
     TEACHER,
-    WEIGHTS,
 )
-from fedkd.server.model import ServerModel
+from fedkd.strategies.sampling import NodeMap, sample_partitions
 
 Record = ArrayRecord | ConfigRecord
 
@@ -71,7 +72,10 @@ class FedkdStrategy(Strategy):
     shared_init = False  # True: all students of one architecture start from the same weights
     min_local_epochs = 0  # 1 where clients learn from nothing but their shard
     kinds: tuple[str, ...] | None = ("soft-labels",)  # knowledge kinds it carries; None: exchanges none
+    public_teacher = False  # True: the teacher signal is knowledge on public ids (online, robust aggregators)
     dp_fedavg = False  # True: --dp central is DP-FedAvg (clipped updates, noised mean) through Flower
+    one_architecture = False  # True: every client must have the same architecture (parameter averaging)
+    pools_private_data = False  # True: the server trains on the pooled shards (a non-private bound)
 
     def __init__(self, config: RunConfig, splits: Splits):
         self.config = config
@@ -79,66 +83,12 @@ class FedkdStrategy(Strategy):
         self.num_classes = splits.num_classes
         self.kind = KINDS[config.knowledge if self.kinds else "soft-labels"]
         self.width = self.kind.width(splits.num_classes, config.embed_dim, config.batch_size)  # per id or class
-        self.nodes: dict[int, int] = {}  # partition id -> node id, learned in round 0
-        self._partitions: dict[int, int] = {}  # node id -> partition id
+        self.node_map = NodeMap()  # learned in round 0
         self.report = RoundReport()
-        self.dp_noise = privacy.run_noise(config)
-        self.accountant = privacy.Accountant(config, self.dp_noise)
+        self.dp_noise = dp.run_noise(config)
+        self.accountant = dp.Accountant(config, self.dp_noise)
         self.dp_rng = np.random.default_rng([config.seed, 5])  # central noise (kept in checkpoints)
         self.stop_reason = ""
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        """Raise ConfigError when this strategy cannot run ``config`` (called by validation)."""
-        if cls.kinds is not None and config.knowledge not in cls.kinds:
-            raise ConfigError("knowledge", config.knowledge,
-                              f"--strategy={cls.name} carries {', '.join(cls.kinds)}; relational and "
-                              "contrastive knowledge run with fedmd, prototypes with feddistill")
-        if config.online and config.knowledge != "soft-labels":
-            raise ConfigError("online", config.online, f"the server model learns from soft labels; "
-                              f"--knowledge={config.knowledge} cannot teach it")
-        if config.online and not issubclass(cls, KnowledgeStrategy):
-            raise ConfigError("online", config.online,
-                              f"--strategy={cls.name} has no public-set teacher signal for a server model to "
-                              "join; online distillation runs with fedmd, feddf-logits or dsfl")
-        if config.aggregator != "mean" and not issubclass(cls, KnowledgeStrategy):
-            raise ConfigError("aggregator", config.aggregator,
-                              f"--strategy={cls.name} has no knowledge on public ids to combine robustly; "
-                              "robust aggregators run with fedmd, feddf-logits or dsfl")
-        uploads_soft_labels = cls.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and config.knowledge == "soft-labels"
-        cls.check_privacy(config)
-        for key, value, what in (("compression", config.compression != "none", "compresses"),
-                                 ("byzantine-frac", config.byzantine_frac > 0, "attacks corrupt")):
-            if value and not uploads_soft_labels:
-                raise ConfigError(key, getattr(config, key.replace("-", "_")),
-                                  f"{what} uploaded soft labels; --strategy={cls.name} with "
-                                  f"--knowledge={config.knowledge} uploads none (use fedmd, feddf-logits, "
-                                  "dsfl or feddistill with soft-labels)")
-
-    @classmethod
-    def check_privacy(cls, config: RunConfig) -> None:
-        """Refuse a DP mechanism whose claimed unit would not hold for this strategy."""
-        if config.dp == "dp-sgd" and cls.reply == CLASS_LOGITS:
-            raise ConfigError("dp", config.dp, f"protects training steps; --strategy={cls.name} uploads per-class "
-                              "means computed from the shard itself, outside any DP-SGD step")
-        if config.dp not in ("central", "local", "gnmax") or (config.dp == "central" and cls.dp_fedavg):
-            return
-        if not (cls.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
-            uploads = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload "
-                                     "exclusion reveal the shard)",
-                       WEIGHTS: "weights (with --dp central, fedavg is DP-FedAvg; local DP of weights is "
-                                "not wired in)"}.get(cls.reply, "nothing")
-            if config.knowledge != "soft-labels":
-                uploads = f"--knowledge={config.knowledge}"
-            raise ConfigError("dp", config.dp, f"clips and noises soft labels on public ids, one bounded matrix "
-                              f"per client and round; --strategy={cls.name} uploads {uploads}; use fedmd, "
-                              "feddf-logits or dsfl with soft-labels")
-        for key, value, fine in (("aggregator", config.aggregator, "mean"),
-                                 ("compression", config.compression, "none"),
-                                 ("byzantine-frac", config.byzantine_frac, 0.0)):
-            if value != fine:
-                raise ConfigError(key, value, f"--dp={config.dp} accounts for the noised mean of clipped, "
-                                  f"unmodified uploads; run it with --{key}={fine}")
 
     # ------------------------------------------------------- for subclasses
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
@@ -178,56 +128,16 @@ class FedkdStrategy(Strategy):
             return {"distill-epochs": 0, "local-epochs": c.init_epochs}
         return {"distill-epochs": c.distill_epochs, "local-epochs": max(c.local_epochs, self.min_local_epochs)}
 
-    # ---------------------------------------------------------------- nodes
-    def learn_node(self, partition_id: int, node_id: int) -> None:
-        self.nodes[partition_id] = node_id
-        self._partitions[node_id] = partition_id
-
-    def forget_nodes(self) -> None:
-        """Node ids change when a federation restarts (a resumed run learns them again)."""
-        self.nodes, self._partitions = {}, {}
-
-    def partition_of(self, node_id: int) -> int | None:
-        """The partition a node holds; None until the node said so."""
-        return self._partitions.get(node_id)
-
-    def describe(self, node_id: int) -> str:
-        pid = self.partition_of(node_id)
-        return f"client {pid}" if pid is not None else f"node {node_id}"
-
-    def configure_identify(self, resume_round: int, grid: Grid) -> list[Message]:
-        """Ask every node which partition it holds (a resumed run's first messages); the
-        clients restore their state saved at or before ``resume_round``."""
-        rnd = ConfigRecord({"resume-round": resume_round})
-        return [Message(content=RecordDict({ROUND: rnd}), dst_node_id=node, message_type=MessageType.QUERY)
-                for node in sorted(grid.get_node_ids())]
-
-    def learn_nodes(self, replies: Iterable[Message]) -> int:
-        """Record the partition of each replying node; returns how many restored a state."""
-        restored = 0
-        for msg in replies:
-            if not msg.has_error():
-                m = msg.content[METRICS]
-                self.learn_node(int(m["partition-id"]), msg.metadata.src_node_id)
-                restored += int(m["restored"])
-        return restored
-
-    # ------------------------------------------------------------- sampling
     def sample(self, server_round: int) -> list[int]:
-        """Partition ids of this round, drawn with the run's seed; all of them in round 0."""
-        c = self.config
-        if server_round == 0:
-            return list(range(c.clients))
-        rng = np.random.default_rng([c.seed, 3, server_round])
-        return sorted(int(p) for p in rng.choice(c.clients, size=c.clients_per_round, replace=False))
+        return sample_partitions(self.config, server_round)
 
     def _messages(self, partitions: list[int], grid: Grid, common: dict[str, Record],
                   arrays: ArrayRecord, message_type: str) -> list[Message]:
-        if not self.nodes:  # round 0: the mapping is learned from the replies
+        if not self.node_map.nodes:  # round 0: the mapping is learned from the replies
             return [Message(content=RecordDict(common), dst_node_id=node, message_type=message_type)
                     for node in sorted(grid.get_node_ids())]
         return [Message(content=RecordDict({**common, **self.partition_records(p, arrays)}),
-                        dst_node_id=self.nodes[p], message_type=message_type)
+                        dst_node_id=self.node_map.nodes[p], message_type=message_type)
                 for p in partitions]
 
     def _round_record(self, server_round: int, config: ConfigRecord, **extra: Any) -> ConfigRecord:
@@ -254,7 +164,8 @@ class FedkdStrategy(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         drawn = self.sample(server_round)
-        known = [p for p in drawn if not self.nodes or p in self.nodes]
+        nodes = self.node_map.nodes
+        known = [p for p in drawn if not nodes or p in nodes]
         self.report = RoundReport(sampled=known, unreachable=[p for p in drawn if p not in known])
         common = {RUN: ConfigRecord(self.config.to_run_config()),
                   ROUND: self._round_record(server_round, config, **self.schedule(server_round)),
@@ -270,13 +181,13 @@ class FedkdStrategy(Strategy):
                 continue
             metrics = msg.content[METRICS]
             pid = int(metrics["partition-id"])
-            self.learn_node(pid, msg.metadata.src_node_id)
+            self.node_map.learn(pid, msg.metadata.src_node_id)
             self.report.replied[pid] = metrics
             if "epsilon" in metrics:  # the client's own DP-SGD accountant
                 self.accountant.report(pid, float(metrics["epsilon"]))
             try:
                 payloads[pid] = self.validate_reply(pid, msg)
-            except (KeyError, knowledge.KnowledgeError) as err:
+            except (KeyError, payload.KnowledgeError) as err:
                 self.report.rejected[pid] = str(err)
         self.accountant.record(self.report.sampled)  # every sampled client may have released something
         if len(payloads) < self.config.min_clients:
@@ -312,6 +223,7 @@ class KnowledgeStrategy(FedkdStrategy):
     each other in the same round.
     """
 
+    public_teacher = True
     has_server_model = False
 
     def __init__(self, config: RunConfig, splits: Splits):
@@ -325,9 +237,9 @@ class KnowledgeStrategy(FedkdStrategy):
         central DP the noised mean of clipped payloads."""
         c = self.config
         if c.dp == "central":
-            return partial(privacy.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
+            return partial(dp.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
         if c.dp == "gnmax":
-            return partial(privacy.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
+            return partial(dp.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
         return robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod
@@ -340,18 +252,18 @@ class KnowledgeStrategy(FedkdStrategy):
         return aggregate
 
     def query_ids(self, server_round: int) -> np.ndarray:
-        return knowledge.query_ids(self.config, server_round)
+        return payload.query_ids(self.config, server_round)
 
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
         self._query_ids = self.query_ids(server_round)
-        records: dict[str, Record] = {QUERY: knowledge.pack_ids(self._query_ids)}
+        records: dict[str, Record] = {QUERY: payload.pack_ids(self._query_ids)}
         if len(arrays) > 0:
             records[TEACHER] = arrays
         return records
 
     def validate_reply(self, partition_id: int, reply: Message) -> np.ndarray:
         upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
-        return knowledge.validate(upload, self._query_ids, self.width)
+        return payload.validate(upload, self._query_ids, self.width)
 
     def aggregate_replies(self, server_round: int, payloads: dict[int, np.ndarray]
                           ) -> tuple[ArrayRecord, MetricRecord]:
@@ -363,12 +275,12 @@ class KnowledgeStrategy(FedkdStrategy):
         if self.server_model is not None:
             self.server_model.distill(public_x, aggregate)
         teacher = self.teacher_from(public_x, aggregate)
-        return knowledge.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(payloads)})
+        return payload.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(payloads)})
 
     def soft_label_teacher(self, arrays: ArrayRecord) -> tuple[np.ndarray, np.ndarray] | None:
         if len(arrays) == 0 or self.kind.name != "soft-labels":
             return None
-        return knowledge.unpack(arrays)
+        return payload.unpack(arrays)
 
     def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
         """Accuracy of the teacher signal against the public labels hidden from everyone,

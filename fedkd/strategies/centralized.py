@@ -17,11 +17,10 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
-from fedkd.client.training import revisit
-from fedkd.config import ConfigError, RunConfig
-from fedkd.models import build_model, derive_seed
-from fedkd.partition import partition_indices
-from fedkd.server.model import accuracy_on_test
+from fedkd.data.partition import partition_indices
+from fedkd.learning.models import build_model, derive_seed
+from fedkd.learning.server_model import accuracy_on_test
+from fedkd.learning.training import revisit
 from fedkd.strategies.base import FedkdStrategy, RoundReport
 
 
@@ -29,13 +28,7 @@ class Centralized(FedkdStrategy):
     name = "centralized"
     min_local_epochs = 1
     kinds = None
-
-    @classmethod
-    def check(cls, config: RunConfig) -> None:
-        super().check(config)
-        if config.dp != "none":
-            raise ConfigError("dp", config.dp, "the centralized bound trains on the pooled shards with no DP; "
-                              "run it without --dp as the non-private reference")
+    pools_private_data = True
 
     def __init__(self, config, splits):
         super().__init__(config, splits)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedkd import robust
+from fedkd.faults import robust
 from fedkd.strategies.base import KnowledgeStrategy
 
 

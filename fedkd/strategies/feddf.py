@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, Message
 
-from fedkd import robust
-from fedkd.client.training import predict
-from fedkd.models import derive_seed
+from fedkd.faults import robust
+from fedkd.learning.models import derive_seed
+from fedkd.learning.server_model import SERVER_TEMPERATURE, distill_early_stopped
+from fedkd.learning.training import predict
 from fedkd.protocol import MODEL
-from fedkd.server.model import SERVER_TEMPERATURE, distill_early_stopped
 from fedkd.strategies.parameter_averaging import ParameterAveraging
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import ArrayRecord, Message, MetricRecord
 
-from fedkd import compression, knowledge
+from fedkd.knowledge import compression, payload
 from fedkd.protocol import CLASS_LOGITS, KNOWLEDGE, TEACHER
 from fedkd.strategies.base import FedkdStrategy, Record
 
@@ -57,17 +57,17 @@ class FedDistill(FedkdStrategy):
 
     def validate_reply(self, partition_id: int, reply: Message) -> tuple[np.ndarray, np.ndarray]:
         upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
-        return knowledge.validate_by_class(upload, self.num_classes, self.width)
+        return payload.validate_by_class(upload, self.num_classes, self.width)
 
     def aggregate_replies(self, server_round, payloads) -> tuple[ArrayRecord, MetricRecord]:
         self.teacher_round = server_round
         classes, means, clients = per_class_mean(list(payloads.values()), self.num_classes, self.width)
-        return (knowledge.pack_class_teacher(classes, means, clients),
+        return (payload.pack_class_teacher(classes, means, clients),
                 MetricRecord({"aggregated": len(payloads)}))
 
     def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
         """Fraction of classes whose global mean logits put the class first."""
         if len(arrays) == 0 or self.kind.name != "soft-labels":
             return {}
-        classes, means = knowledge.unpack(arrays)
+        classes, means = payload.unpack(arrays)
         return {"teacher_class_acc": float((means.argmax(1) == classes).mean())}

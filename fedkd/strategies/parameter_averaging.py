@@ -16,10 +16,10 @@ from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
-from fedkd.knowledge import KnowledgeError
-from fedkd.models import build_model, shared_init_seed
+from fedkd.knowledge.payload import KnowledgeError
+from fedkd.learning.models import build_model, shared_init_seed
+from fedkd.learning.server_model import accuracy_on_test
 from fedkd.protocol import MODEL, UNIT_WEIGHT, WEIGHTS
-from fedkd.server.model import accuracy_on_test
 from fedkd.strategies.base import FedkdStrategy, Record
 
 

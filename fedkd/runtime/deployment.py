@@ -2,7 +2,7 @@
 
 The processes are the ones a real deployment runs (``flower-superlink``,
 ``flower-supernode``); the run is submitted with ``flwr run`` and follows Flower's
-own log stream. Connections use TLS with a private CA (``fedkd.credentials``) unless
+own log stream. Connections use TLS with a private CA (``fedkd.runtime.credentials``) unless
 insecure mode is asked for, and SuperNodes authenticate with registered key pairs.
 Everything lives in one working folder: certificates, keys, Flower's home (the
 installed app and the CLI's connection), and one log per process.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from fedkd.credentials import make_certificates, make_node_key
+from fedkd.runtime.credentials import make_certificates, make_node_key
 
 CONNECTION = "fedkd-local"  # the SuperLink connection in this deployment's Flower home
 HOST = "127.0.0.1"

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedkd import robust
-from fedkd.losses import SOFT_LOSSES
+from fedkd.config import Registry
+from fedkd.faults import robust
+from fedkd.learning.losses import SOFT_LOSSES
 
 CONTRASTIVE_TAU = 0.1  # InfoNCE temperature (CRD, SimCLR range)
 ANGLE_WEIGHT = 2.0  # RKD's angle-to-distance weight ratio (λ_A = 50, λ_D = 25)
@@ -154,4 +155,4 @@ class Prototypes(Kind):
         return F.mse_loss(student, teacher)
 
 
-KINDS: dict[str, Kind] = {k.name: k for k in (SoftLabels(), Relational(), Contrastive(), Prototypes())}
+KINDS: Registry = Registry("knowledge", {k.name: k for k in (SoftLabels(), Relational(), Contrastive(), Prototypes())})

@@ -12,9 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from fedkd.cache import cached_arrays
-from fedkd.config import RunConfig
-from fedkd.datasets import DATASETS, MIN_PRIVATE_PER_CLIENT, load_splits
+from fedkd.config import Registry, RunConfig
+from fedkd.data.cache import cached_arrays
+from fedkd.data.datasets import DATASETS, MIN_PRIVATE_PER_CLIENT, load_splits
 
 
 def _iid(clients: int, alpha: float, classes_per_client: int, seed: int):
@@ -42,7 +42,7 @@ def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int
     )
 
 
-PARTITIONERS = {"iid": _iid, "dirichlet": _dirichlet, "pathological": _pathological}
+PARTITIONERS = Registry("partition", {"iid": _iid, "dirichlet": _dirichlet, "pathological": _pathological})
 
 
 def partition_indices(config: RunConfig) -> list[np.ndarray]:

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedkd.client.training import Schedule, digest, evaluate, predict
 from fedkd.config import RunConfig
-from fedkd.datasets import Splits
-from fedkd.models import build_model, derive_seed
+from fedkd.data.datasets import Splits
+from fedkd.learning.models import build_model, derive_seed
+from fedkd.learning.training import Schedule, digest, evaluate, predict
 
 SERVER_LR = 1e-3
 SERVER_TEMPERATURE = 1.0  # FedDF's and DS-FL's server distillation

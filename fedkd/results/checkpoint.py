@@ -26,11 +26,12 @@ from typing import Any
 
 from flwr.app import ArrayRecord, RecordDict
 
-from fedkd.datasets import Splits
-from fedkd.results import write_atomic
+from fedkd.data.datasets import Splits
+from fedkd.knowledge.kinds import KINDS
+from fedkd.learning.models import build_model
+from fedkd.protocol import STUDENT
+from fedkd.results.store import CHECKPOINT_FILE, CLIENT_STATE_DIR, write_atomic
 
-CHECKPOINT_FILE = "checkpoint.pkl"
-CLIENT_STATE_DIR = "client_state"
 STATE_DIR_ENV = "FEDKD_CLIENT_STATE_DIR"  # how a simulation tells its client actors the folder
 _SPLITS = "splits"
 _CLIENT_DIR = re.compile(r"^client(\d+)$")  # one folder per partition id ...
@@ -86,7 +87,7 @@ def load(run_dir: Path, splits: Splits) -> Checkpoint:
                               "(a finished run removes its checkpoint)")
     with path.open("rb") as f:
         checkpoint = _Unpickler(f, splits).load()
-    checkpoint.strategy.forget_nodes()
+    checkpoint.strategy.node_map.forget()
     return checkpoint
 
 
@@ -145,10 +146,6 @@ class ClientStateStore:
 def final_students(run_dir: Path, config: Any, splits: Splits, clients: list[int]) -> dict[int, Any]:
     """The trained student of each of ``clients`` (partition ids) kept by a finished
     simulation in ``<run>/client_state/``; CheckpointError naming the first one missing."""
-    from fedkd.knowledge_kinds import KINDS
-    from fedkd.models import build_model
-    from fedkd.protocol import STUDENT
-
     students = {}
     embed_dim = config.embed_dim if KINDS[config.knowledge].needs_projection else 0
     for pid in clients:

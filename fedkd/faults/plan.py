@@ -6,7 +6,7 @@ are Byzantine for the whole run. Each fault is injected where it happens in a
 real federation:
 
 - a *crash* and a *Byzantine* upload happen in the ClientApp (a real exception
-  that Flower turns into an error reply; corrupted logits, see ``fedkd.attacks``);
+  that Flower turns into an error reply; corrupted logits, see ``fedkd.faults.byzantine``);
 - a *drop* (the device is gone: the message is never picked up) and a *straggler*
   (the reply arrives after the round's deadline) happen on the link, in
   ``UnreliableGrid``, which stands between the server and Flower's grid. A

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedkd.models import count_parameters
+from fedkd.learning.models import count_parameters
 
 LATENCY_CALLS = 300
 WARM_UP_CALLS = 20

@@ -3,14 +3,14 @@
 A Byzantine client trains like any other and then corrupts the logits it sends, so
 its reply passes every format check (shape, dtype, finite values) and only the
 aggregation rule stands between it and the teacher signal. Which clients are
-Byzantine is fixed for the run (``fedkd.faults.FaultPlan``).
+Byzantine is fixed for the run (``fedkd.faults.plan.FaultPlan``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from fedkd.config import Registry
 
 SCALE = 10.0  # the factor of the ``scale`` attack
 CONFIDENCE = 10.0  # the logit margin of the ``one-class`` attack
@@ -43,8 +43,8 @@ def one_class(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-ATTACKS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
-    "random": random_logits, "label-flip": label_flip, "scale": scale, "invert": invert, "one-class": one_class}
+ATTACKS: Registry = Registry("attack", {
+    "random": random_logits, "label-flip": label_flip, "scale": scale, "invert": invert, "one-class": one_class})
 
 
 def corrupt(logits: np.ndarray, attack: str, rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
+
+from fedkd.data.datasets import load_splits
+from fedkd.data.partition import partition_indices
+from fedkd.knowledge.kinds import KINDS
+from fedkd.knowledge.payload import query_ids
+from fedkd.learning.models import build_model
+from fedkd.learning.training import views
+from fedkd.privacy.dp import local_release
+from fedkd.protocol import PUBLIC_LOGITS
+from fedkd.results.checkpoint import final_students
+from fedkd.results.store import SERVER_MODEL_FILE, read_metrics, read_run_config, read_summary
+from fedkd.strategies import STRATEGIES
 
 ATTACKS = ("loss", "confidence", "entropy")
 FPRS = (0.01, 0.001)
@@ -93,21 +104,10 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     client's final student (the model that made it) on that round's public ids, with
     the same local noise where the run used local DP; a central-DP server sees raw
     uploads (it is the trusted party)."""
-    from fedkd.checkpoint import final_students
-    from fedkd.client.training import views
-    from fedkd.datasets import load_splits
-    from fedkd.knowledge import query_ids
-    from fedkd.knowledge_kinds import KINDS
-    from fedkd.partition import partition_indices
-    from fedkd.privacy import local_release
-    from fedkd.protocol import PUBLIC_LOGITS
-    from fedkd.results import read_run_config
-    from fedkd.strategies import STRATEGIES
-
     config = read_run_config(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     last = summary["rounds_completed"]
-    metrics = pd.read_csv(run_dir / "metrics.csv", dtype={"client": str})
+    metrics = read_metrics(run_dir)
     took_part = metrics[(metrics["round"] == last) & (metrics.metric == "test_acc") & (metrics.client != "server")]
     clients = sorted(int(c) for c in took_part.client)[:max_clients]
     splits = load_splits(config.dataset, config.seed, config.public_size)
@@ -136,12 +136,6 @@ def attack_server_model(run_dir: Path, max_clients: int = 20) -> dict[str, float
     the strategy has one): members are samples of the first ``max_clients`` clients'
     shards, which reached the server model only through their knowledge. Empty if
     the run has no server model."""
-    from fedkd.datasets import load_splits
-    from fedkd.models import build_model
-    from fedkd.partition import partition_indices
-    from fedkd.results import read_run_config
-    from fedkd.server.app import SERVER_MODEL_FILE
-
     if not (run_dir / SERVER_MODEL_FILE).exists():
         return {}
     config = read_run_config(run_dir)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fedkd.config import Registry
+
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch."""
@@ -26,7 +28,7 @@ def l1_logit_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
     return F.l1_loss(student_logits, teacher_logits)
 
 
-SOFT_LOSSES = {"kl": kd_loss, "l1": l1_logit_loss}
+SOFT_LOSSES = Registry("soft-loss", {"kl": kd_loss, "l1": l1_logit_loss})
 
 
 def hard_soft_loss(

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from fedkd.config import RunConfig
-from fedkd.results import read_server_metrics
+from fedkd.results.store import read_server_metrics, read_summary
+from fedkd.runtime.simulation import simulate
 from fedkd.server.progress import RoundProgress
 
 
 def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
     """Simulate ``config`` into ``run_dir`` (a progress bar named ``label``) and return
     its figures, read from its summary and metrics."""
-    from fedkd.simulation import simulate
-
     run_dir.mkdir(parents=True)
     start = time.perf_counter()
     with RoundProgress(config.rounds, lines=False, label=label) as progress:
         simulate(config, run_dir, on_round=progress)
-    s = json.loads((run_dir / "summary.json").read_text())
+    s = read_summary(run_dir)
     client_rounds = read_server_metrics(run_dir)["replied"].sum()
     by_model = {f"acc_{m}": a for m, a in s["acc_mean_final_by_model"].items()}
     return {

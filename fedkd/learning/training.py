@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from flwr.app import ArrayRecord
 from torch import nn
 
-from fedkd import knowledge
-from fedkd.knowledge_kinds import KINDS, Kind
-from fedkd.losses import hard_soft_loss
+from fedkd.knowledge import payload
+from fedkd.knowledge.kinds import KINDS, Kind
+from fedkd.learning.losses import hard_soft_loss
 
 
 @dataclass
@@ -127,11 +127,11 @@ def class_targets(teacher: ArrayRecord | None, own: ArrayRecord | None, num_clas
     targets = np.zeros((num_classes, width), np.float32)
     count = np.zeros(num_classes, np.int64)
     if teacher is not None:
-        classes, means = knowledge.unpack(teacher)
-        count[classes] = teacher[knowledge.CLIENTS].numpy()
+        classes, means = payload.unpack(teacher)
+        count[classes] = teacher[payload.CLIENTS].numpy()
         targets[classes] = means * count[classes, None]
     if own is not None:
-        own_classes, own_means = knowledge.unpack(own)
+        own_classes, own_means = payload.unpack(own)
         targets[own_classes] -= own_means
         count[own_classes] -= 1
     has = count > 0

@@ -19,6 +19,19 @@ import pandas as pd
 from fedkd.config import RunConfig
 
 SERVER = "server"
+
+# The files of a run's folder (README, "Results folder"): every reader and writer names them from here.
+CONFIG_FILE = "config.json"  # the resolved run config, split sizes, parameters of each model
+METRICS_FILE = "metrics.csv"  # tidy rows: round, client, metric, value (+ metrics.parquet)
+PARQUET_FILE = "metrics.parquet"
+CLIENTS_FILE = "clients.csv"  # per client: model, private examples, label histogram (run.py)
+SUMMARY_FILE = "summary.json"  # round 0 vs final accuracy, bytes, times, memory, privacy spent
+ACCURACY_PLOT = "accuracy.png"
+EVENTS_FILE = "events.log"  # each client that failed, sent nothing in time or was rejected, and why
+TEACHER_FILE = "teacher.npz"  # ids and logits of the final teacher signal (soft-label strategies)
+SERVER_MODEL_FILE = "server_model.pt"  # the final server model's weights (strategies with one)
+CHECKPOINT_FILE = "checkpoint.pkl"  # the last complete round, while the run is going
+CLIENT_STATE_DIR = "client_state"  # each client's state (for --resume), then its final student
 # Measurements of the machine, not of the federation: the only values allowed to
 # differ between runs with the same seed.
 MACHINE_METRICS = ("wall_time_s", "memory_mb")
@@ -95,7 +108,7 @@ class MetricsTable:
         return pd.DataFrame(self.rows, columns=["round", "client", "metric", "value"])
 
     def flush(self) -> None:
-        write_atomic(self.run_dir / "metrics.csv", self.frame().to_csv(index=False))
+        write_atomic(self.run_dir / METRICS_FILE, self.frame().to_csv(index=False))
 
     def server(self) -> pd.DataFrame:
         return server_rows(self.frame())
@@ -108,17 +121,27 @@ def server_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def read_run_config(run_dir: Path) -> RunConfig:
     """The run configuration a results folder was written with (its config.json)."""
-    return RunConfig.from_run_config(json.loads((run_dir / "config.json").read_text())["run_config"])
+    return RunConfig.from_run_config(json.loads((run_dir / CONFIG_FILE).read_text())["run_config"])
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A finished run's summary.json."""
+    return json.loads((run_dir / SUMMARY_FILE).read_text())
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """A results folder's tidy metrics.csv (``client``: partition ids and "server", as text)."""
+    return pd.read_csv(run_dir / METRICS_FILE, dtype={"client": str})
 
 
 def read_server_metrics(run_dir: Path) -> pd.DataFrame:
     """``server_rows`` of a results folder's metrics.csv."""
-    return server_rows(pd.read_csv(run_dir / "metrics.csv", dtype={"client": str}))
+    return server_rows(read_metrics(run_dir))
 
 
 def write_parquet(run_dir: Path, frame: pd.DataFrame) -> None:
     """Also write ``metrics.parquet`` where pyarrow is installed (a dependency, but optional here)."""
     try:
-        frame.to_parquet(run_dir / "metrics.parquet", index=False)
+        frame.to_parquet(run_dir / PARQUET_FILE, index=False)
     except ImportError:
         pass

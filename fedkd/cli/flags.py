@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
-from fedkd.datasets import check_sizes, load_splits
-from fedkd.partition import partition_indices
+from fedkd.data.datasets import load_splits
+from fedkd.data.partition import partition_indices
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,8 +40,7 @@ def resolve(parser: Parser, args: argparse.Namespace, **defaults) -> RunConfig:
     base = RunConfig().to_run_config()
     base.update({RunConfig.key_of(k): v for k, v in defaults.items()})
     try:
-        config = RunConfig.from_run_config({**base, **given})
-        check_sizes(config)
+        config = rules.load({**base, **given})
     except ConfigError as err:
         parser.error(f"--{err.key}={err.value}: {err.allowed}")
     return config
@@ -56,8 +56,9 @@ def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
                 "pathological": f"classes-per-client={config.classes_per_client}"}.get(config.partition, "")
         parser.error(f"--partition={config.partition} --{flag} with --clients={config.clients}: "
                      f"cannot be split so ({err}); try fewer clients or a milder skew")
-    if config.dp == "dp-sgd" and config.dp_delta >= 1 / min(sizes):
-        parser.error(f"--dp-delta={config.dp_delta}: dp-sgd protects one sample of a shard, and the smallest "
-                     f"shard has {min(sizes)}; δ must be below 1/{min(sizes)}")
+    try:
+        rules.check_shards(config, sizes)
+    except ConfigError as err:
+        parser.error(f"--{err.key}={err.value}: {err.allowed}")
     return sizes
 

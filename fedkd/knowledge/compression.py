@@ -13,7 +13,7 @@ What a client uploads, and what the server turns it back into before validation:
   what is left evenly.
 
 Decoding checks the arrays a scheme must carry, their dtypes and shapes, and class
-indices in range; the usual checks of ``fedkd.knowledge`` follow on the result.
+indices in range; the usual checks of ``fedkd.knowledge.payload`` follow on the result.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from fedkd.knowledge import IDS, LOGITS, KnowledgeError, pack
+from fedkd.config import Registry
+from fedkd.knowledge.payload import IDS, LOGITS, KnowledgeError, pack
 
-SCHEMES = ("none", "fp16", "int8", "top-k")
+SCHEMES = Registry("compression", ("none", "fp16", "int8", "top-k"))
 LEVELS = 255  # int8: codes 0..255 in a uint8
 
 

@@ -7,8 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from fedkd.checkpoint import CLIENT_STATE_DIR, STATE_DIR_ENV
 from fedkd.config import RunConfig
+from fedkd.results.checkpoint import STATE_DIR_ENV
+from fedkd.results.store import CLIENT_STATE_DIR
 from fedkd.server.app import RoundCallback, make_server_app
 
 
@@ -56,8 +57,8 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     started = time.perf_counter()
     from flwr.simulation import run_simulation
 
-    from fedkd import flower_patches
     from fedkd.client.app import app as client_app
+    from fedkd.runtime import flower_patches
 
     flower_patches.apply()
     # Ray's future default: no rewrite of accelerator variables for CPU-only actors.

@@ -1,6 +1,6 @@
 """Differential privacy of shared knowledge: clipping, Gaussian noise and accounting.
 
-Mechanisms (``--dp``); ``dp-sgd`` (record-level, Opacus) is in ``fedkd.client.dp_sgd``.
+Mechanisms (``--dp``); ``dp-sgd`` (record-level, Opacus) is in ``fedkd.privacy.dp_sgd``.
 The first two, for strategies whose clients upload soft labels on public ids:
 
 - ``central``: the trusted server clips each client's upload of the round to L2 norm
@@ -38,9 +38,9 @@ from flwr.supercore.privacy_accounting import (
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-from fedkd.config import RunConfig
+from fedkd.config import Registry, RunConfig
 
-MECHANISMS = ("none", "central", "local", "gnmax", "dp-sgd")
+MECHANISMS = Registry("dp", ("none", "central", "local", "gnmax", "dp-sgd"))
 SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
 VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote moves two counts by 1
 LABEL_SMOOTHING = 0.01  # GNMax teacher: log of the one-hot noisy label, smoothed so logits stay finite

@@ -1,7 +1,7 @@
 """Data-set registry: embedded data sets split into private pool, public proxy set and test set.
 
 Nothing is fetched from a hub: MNIST-1D is generated from the templates inside the
-``mnist1d`` package (and cached on disk by ``fedkd.cache``, since generation takes seconds), and
+``mnist1d`` package (and cached on disk by ``fedkd.data.cache``, since generation takes seconds), and
 scikit-learn's digits ship inside scikit-learn. The same seed always gives the same
 arrays and the same split.
 """
@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from fedkd.cache import cached_arrays
-from fedkd.config import ConfigError, RunConfig
+from fedkd.config import Registry
+from fedkd.data.cache import cached_arrays
 
 MIN_PRIVATE_PER_CLIENT = 5  # flwr-datasets Dirichlet min_partition_size; 1,000 MNIST-1D clients need < 10
 
@@ -89,25 +89,12 @@ def _load_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, digits.target.astype(np.int64)
 
 
-DATASETS: dict[str, DatasetSpec] = {
+DATASETS: Registry = Registry("dataset", {
     "mnist1d": DatasetSpec(_load_mnist1d, MNIST1D_SAMPLES, 3_000, 5_000, 1_000, 10,
                            "MNIST-1D, 40-step 1-D signals, generated locally"),
     "digits": DatasetSpec(_load_digits, 1_797, 360, 360, 60, 10,
                           "scikit-learn 8x8 digits (1,797 images)"),
-}
-
-
-def check_sizes(config: RunConfig) -> None:
-    """Fail before any work when the data set cannot serve the configuration."""
-    spec = DATASETS[config.dataset]
-    if config.public_size > spec.public_max:
-        raise ConfigError("public-size", config.public_size,
-                          f"{config.dataset} has {spec.public_max} public samples; use 1..{spec.public_max}")
-    most = spec.private // MIN_PRIVATE_PER_CLIENT
-    if config.clients > most:
-        raise ConfigError("clients", config.clients,
-                          f"{config.dataset}'s private pool ({spec.private} samples) allows at most {most} "
-                          f"clients of >= {MIN_PRIVATE_PER_CLIENT} samples")
+})
 
 
 @lru_cache(maxsize=4)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedkd.config import Registry
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -23,13 +25,13 @@ class ModelSpec:
     description: str
 
 
-MODELS: dict[str, ModelSpec] = {
+MODELS: Registry = Registry("models", {
     "mlp-s": ModelSpec("mlp", (64,), 0, "MLP, one hidden layer of 64"),
     "mlp-m": ModelSpec("mlp", (256, 256), 0, "MLP, two hidden layers of 256"),
     "cnn-s": ModelSpec("cnn", (16, 32), 0, "CNN, 2 convs (16, 32 channels), global max pool"),
     "cnn-m": ModelSpec("cnn", (32, 64, 64), 128, "CNN, 3 convs (32, 64, 64), global max pool, FC 128"),
     "cnn-l": ModelSpec("cnn", (64, 128, 128), 256, "CNN, 3 convs (64, 128, 128), global max pool, FC 256"),
-}
+})
 
 
 class Student(nn.Module):

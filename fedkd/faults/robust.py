@@ -23,6 +23,8 @@ from functools import partial
 import numpy as np
 from scipy import stats
 
+from fedkd.config import Registry
+
 Combine = Callable[[list[np.ndarray]], np.ndarray]
 
 
@@ -57,9 +59,9 @@ def krum(arrays: list[np.ndarray], frac: float) -> np.ndarray:
     return mean([arrays[i] for i in krum_selection(arrays, frac)])
 
 
-AGGREGATORS: dict[str, Callable[..., np.ndarray]] = {
+AGGREGATORS: Registry = Registry("aggregator", {
     "mean": lambda arrays, frac: mean(arrays), "median": lambda arrays, frac: median(arrays),
-    "trimmed-mean": trimmed_mean, "krum": krum}
+    "trimmed-mean": trimmed_mean, "krum": krum})
 
 
 def combiner(rule: str, frac: float) -> Combine:

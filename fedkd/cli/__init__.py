@@ -1,0 +1,1 @@
+"""What the scripts in ``simulations/`` share: flags, comma lists, tables and sweeps."""
