@@ -28,7 +28,8 @@ from fedkd.knowledge.compression import SCHEMES
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.losses import SOFT_LOSSES
 from fedkd.learning.models import MODELS
-from fedkd.privacy.dp import MECHANISMS, planned_epsilon
+from fedkd.privacy.accounting import planned_epsilon
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS, WEIGHTS
 from fedkd.strategies import STRATEGIES, FedkdStrategy
 

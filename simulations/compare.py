@@ -24,8 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
+from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
 from fedkd.results.plots import plot_comparison
 from fedkd.results.store import read_server_metrics, write_atomic
@@ -36,13 +37,6 @@ COLUMNS = {  # column -> heading in the markdown table
     "server_acc": "server model", "up_mb": "uplink MB", "down_mb": "downlink MB",
     "up_kb_per_client_round": "uplink KB / client-round", "wall_s": "wall time s",
 }
-
-
-def _list(parser, flag: str, text: str) -> list[str]:
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items:
-        parser.error(f"--{flag}={text}: a comma-separated list")
-    return items
 
 
 def parse_variant(parser, text: str, base: RunConfig) -> tuple[str, dict[str, str]]:
@@ -83,11 +77,8 @@ def by_model_markdown(runs: pd.DataFrame, models: list[str]) -> str:
     if len(models) < 2 or not columns or ok.empty:
         return ""
     mean = ok.groupby("strategy", sort=False)[columns].mean()
-    lines = ["| strategy | " + " | ".join(f"{m} clients" for m in models) + " |",
-             "|---" * (len(models) + 1) + "|"]
-    for strategy, row in mean.iterrows():
-        lines.append(f"| {strategy} | " + " | ".join("–" if pd.isna(v) else f"{v:.3f}" for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    headings = {"strategy": "strategy", **{f"acc_{m}": f"{m} clients" for m in models if f"acc_{m}" in columns}}
+    return markdown_table(mean.reset_index(), headings, dict.fromkeys(columns, ".3f"))
 
 
 def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
@@ -98,13 +89,10 @@ def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
         digits = 3 if col.startswith(("acc", "server")) else 2
         return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if len(seeds) > 1 else "")
 
-    lines = ["| strategy | " + " | ".join(COLUMNS.values()) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for _, row in table.iterrows():
-        if row.status != "ok":
-            lines.append(f"| {row.strategy} | {row.status} |" + " |" * (len(COLUMNS) - 1))
-            continue
-        lines.append(f"| {row.strategy} | " + " | ".join(cell(row, c) for c in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    cells = pd.DataFrame([{"strategy": row.strategy, **({c: cell(row, c) for c in COLUMNS} if row.status == "ok"
+                                                         else {next(iter(COLUMNS)): row.status})}
+                          for _, row in table.iterrows()], columns=["strategy", *COLUMNS])
+    return markdown_table(cells.fillna(""), {"strategy": "strategy", **COLUMNS})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None, metavar="LIST", help="seeds, e.g. 0,1,2 (default: --seed)")
     args = parser.parse_args(argv)
     base = resolve(parser, args)
-    strategies = _list(parser, "strategies", args.strategies)
-    try:
-        seeds = [int(s) for s in _list(parser, "seeds", args.seeds)] if args.seeds else [base.seed]
-    except ValueError:
-        parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
+    strategies = comma_list(parser, "strategies", args.strategies)
+    seeds = comma_list(parser, "seeds", args.seeds, convert=int) if args.seeds else [base.seed]
     if min(seeds) < 0:
         parser.error(f"--seeds={args.seeds}: integers >= 0, comma-separated")
     variants = {text: parse_variant(parser, text, base) for text in strategies}

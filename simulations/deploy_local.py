@@ -24,7 +24,7 @@ from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.node_data import FORMATS, NodeDataError, load_node_data
-from fedkd.results.store import SUMMARY_FILE, read_summary
+from fedkd.results.store import CONFIG_FILE, SUMMARY_FILE, read_summary
 from fedkd.runtime.deployment import DeploymentError, LocalFederation
 from fedkd.server.progress import accuracy_lines
 
@@ -51,7 +51,7 @@ def node_files(parser, config: RunConfig, data_dir: Path) -> list[Path]:
 
 def find_run_dir(out: Path, run_id: int) -> Path | None:
     """The results folder whose config.json the ServerApp wrote for Flower run ``run_id``."""
-    for config_file in out.glob("*/config.json"):
+    for config_file in out.glob(f"*/{CONFIG_FILE}"):
         if json.loads(config_file.read_text()).get("flower_run_id") == run_id:
             return config_file.parent
     return None

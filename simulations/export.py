@@ -20,12 +20,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from fedkd.cli.flags import Parser
+from fedkd.cli.flags import Parser, comma_list
+from fedkd.cli.tables import markdown_table
 from fedkd.data.datasets import load_splits
 from fedkd.learning.export import export
-from fedkd.learning.training import evaluate
 from fedkd.results.checkpoint import CheckpointError, final_students
 from fedkd.results.store import CONFIG_FILE, read_run_config, write_atomic
+from fedkd.training.loops import evaluate
 
 COLUMNS = {"client": "client", "model": "model", "parameters": "parameters", "test_acc": "test accuracy",
            "onnx_bytes": "ONNX bytes", "torchscript_bytes": "TorchScript bytes",
@@ -43,11 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--run={args.run}: not a results folder (no config.json)")
     config = read_run_config(args.run)
     if args.clients:
-        try:
-            clients = [int(p) for p in args.clients.split(",") if p.strip()]
-        except ValueError:
-            clients = []
-        if not clients or not all(0 <= p < config.clients for p in clients):
+        clients = comma_list(parser, "clients", args.clients, convert=int)
+        if not all(0 <= p < config.clients for p in clients):
             parser.error(f"--clients={args.clients}: partition ids in 0..{config.clients - 1}, comma-separated")
     else:
         clients = [config.model_names.index(m) for m in config.model_names]
@@ -70,13 +68,11 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     table = pd.DataFrame(rows)
     table.to_csv(args.run / "export.csv", index=False)
-    md = ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
-    for r in table.itertuples():
-        md.append(f"| {r.client} | {r.model} | {r.parameters:,} | {r.test_acc:.3f} | {r.onnx_bytes:,} | "
-                  f"{r.torchscript_bytes:,} | {r.latency_ms_pytorch:.3f} | {r.latency_ms_onnxruntime:.3f} | "
-                  f"{r.max_abs_diff:.1e} |")
-    write_atomic(args.run / "export.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    md = markdown_table(table, COLUMNS, {"parameters": ",", "test_acc": ".3f", "onnx_bytes": ",",
+                                         "torchscript_bytes": ",", "latency_ms_pytorch": ".3f",
+                                         "latency_ms_onnxruntime": ".3f", "max_abs_diff": ".1e"})
+    write_atomic(args.run / "export.md", md)
+    print(md, end="")
     print(f"files: {args.run / 'export'}/ (ONNX and TorchScript), export.csv, export.md")
     return 0
 

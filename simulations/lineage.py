@@ -23,14 +23,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedkd.cli.flags import Parser
+from fedkd.cli.flags import Parser, comma_list
+from fedkd.cli.tables import markdown_table
 from fedkd.data.datasets import load_splits
 from fedkd.learning.export import torch_latency_ms
 from fedkd.learning.models import MODELS, build_model, count_parameters, derive_seed
-from fedkd.learning.server_model import accuracy_on_test, distill_early_stopped
-from fedkd.learning.training import predict
 from fedkd.results.store import CONFIG_FILE, TEACHER_FILE, read_run_config, write_atomic
+from fedkd.training.loops import predict
+from fedkd.training.server_model import accuracy_on_test, distill_early_stopped
 
+COLUMNS = {"stage": "stage", "model": "model", "taught_by": "taught by", "parameters": "parameters",
+           "bytes_on_disk": "bytes on disk", "test_acc": "test accuracy", "latency_ms_batch1": "latency ms (batch 1)"}
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="lineage.py", description=__doc__.split("\n")[0])
@@ -39,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="students, teacher's first (default: cnn-l,cnn-m,cnn-s,mlp-s)")
     parser.add_argument("--epochs", type=int, default=30, help="most distillation epochs per student (default: 30)")
     args = parser.parse_args(argv)
-    chain = [m.strip() for m in args.chain.split(",") if m.strip()]
-    unknown = [m for m in chain if m not in MODELS]
-    if not chain or unknown:
-        parser.error(f"--chain={args.chain}: models from {', '.join(MODELS)}, comma-separated")
+    chain = comma_list(parser, "chain", args.chain, MODELS)
     if args.epochs < 1:
         parser.error(f"--epochs={args.epochs}: must be >= 1")
     if not (args.run / CONFIG_FILE).is_file():
@@ -85,12 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows)
     table.to_csv(args.run / "lineage.csv", index=False)
-    md = ["| stage | model | taught by | parameters | bytes on disk | test accuracy | latency ms (batch 1) |",
-          "|---|---|---|---|---|---|---|"]
-    md += [f"| {r.stage} | {r.model} | {r.taught_by} | {r.parameters:,} | {r.bytes_on_disk:,} | {r.test_acc:.3f} | "
-           f"{r.latency_ms_batch1:.3f} |" for r in table.itertuples()]
-    write_atomic(args.run / "lineage.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    md = markdown_table(table, COLUMNS, {"parameters": ",", "bytes_on_disk": ",", "test_acc": ".3f",
+                                         "latency_ms_batch1": ".3f"})
+    write_atomic(args.run / "lineage.md", md)
+    print(md, end="")
     print(f"results: {args.run}/lineage.csv, lineage.md, lineage/")
     return 0
 

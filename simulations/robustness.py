@@ -24,6 +24,7 @@ import pandas as pd
 from fedkd import rules
 from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
+from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError
 from fedkd.faults.byzantine import ATTACKS
 from fedkd.faults.robust import AGGREGATORS
@@ -35,11 +36,8 @@ DEFAULT_BYZANTINE_FRAC = 0.2
 
 def table_markdown(runs: pd.DataFrame, column: str, aggregators: list[str], attacks: list[str]) -> str:
     cells = runs.pivot(index="attack", columns="aggregator", values=column)
-    lines = ["| attack | " + " | ".join(aggregators) + " |", "|---" * (len(aggregators) + 1) + "|"]
-    for attack in [CLEAN, *attacks]:
-        row = [cells.loc[attack, a] if attack in cells.index and a in cells else float("nan") for a in aggregators]
-        lines.append(f"| {attack} | " + " | ".join("–" if pd.isna(v) else f"{v:.3f}" for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    cells = cells.reindex(index=[CLEAN, *attacks], columns=aggregators).rename_axis(index="attack").reset_index()
+    return markdown_table(cells, {"attack": "attack", **{a: a for a in aggregators}}, dict.fromkeys(aggregators, ".3f"))
 
 
 def main(argv: list[str] | None = None) -> int:

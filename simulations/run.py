@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve
-from fedkd.config import RunConfig
+from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import DATASETS
 from fedkd.data.partition import label_histograms
 from fedkd.results.checkpoint import CheckpointError
@@ -65,7 +66,12 @@ def resumed_config(parser, args) -> RunConfig:
         parser.error(f"--resume={run_dir}: the run finished (summary.json is there); nothing to resume")
     if not (run_dir / CHECKPOINT_FILE).exists():
         parser.error(f"--resume={run_dir}: no checkpoint; the run stopped before its first round completed")
-    return read_run_config(run_dir)
+    try:
+        config = read_run_config(run_dir)
+        rules.check(config)
+    except ConfigError as err:
+        parser.error(f"--resume={run_dir}: its {CONFIG_FILE} has --{err.key}={err.value}: {err.allowed}")
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:

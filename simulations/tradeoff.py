@@ -29,6 +29,7 @@ from fedkd import rules
 from fedkd.audit.inference_attacks import attack_run, attack_server_model
 from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
+from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
 from fedkd.results.plots import plot_tradeoff
 from fedkd.results.store import read_summary, write_atomic
@@ -39,14 +40,13 @@ COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target �
            "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy", "acc_p10": "p10",
            "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "server_mia_auc": "server model MIA AUC",
            "label_tv": "label TV", "up_mb": "uplink MB"}
+FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
+           "mia_auc": ".3f", "mia_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "up_mb": ".2f"}
 
 
 def parse_eps(parser, text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or not all(v > 0 for v in values):
+    values = comma_list(parser, "eps", text, convert=float)
+    if not all(v > 0 for v in values):
         parser.error(f"--eps={text}: a comma-separated list of budgets ε > 0 (inf: no DP)")
     return values
 
@@ -83,20 +83,11 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(COLUMNS.values()) + " |", "|---" * len(COLUMNS) + "|"]
-    for r in table.to_dict("records"):
-        if r["note"]:
-            lines.append(f"| {r['strategy']} | {r['mechanism']} | {r['target']:g} | not run: {r['note']} |"
-                         + " |" * (len(COLUMNS) - 4))
-            continue
-        eps = "inf" if math.isinf(r["epsilon"]) else f"{r['epsilon']:.3g}"
-        delta = "–" if pd.isna(r["delta"]) else f"{r['delta']:g}"
-        tv = "–" if pd.isna(r["label_tv"]) else f"{r['label_tv']:.3f}"
-        server = "–" if pd.isna(r["server_mia_auc"]) else f"{r['server_mia_auc']:.3f}"
-        lines.append(f"| {r['strategy']} | {r['mechanism']} | {r['target']:g} | {eps} | {delta} | {r['unit']} | "
-                     f"{r['noise']:.3g} | {r['acc_final']:.3f} | {r['acc_p10']:.3f} | {r['mia_auc']:.3f} | "
-                     f"{r['mia_tpr']:.3f} | {server} | {tv} | {r['up_mb']:.2f} |")
-    return "\n".join(lines) + "\n"
+    rows = [r if not r["note"] else {**{c: "" for c in COLUMNS}, "strategy": r["strategy"],
+                                      "mechanism": r["mechanism"], "target": r["target"],
+                                      "epsilon": f"not run: {r['note']}"}
+            for r in table.to_dict("records")]
+    return markdown_table(pd.DataFrame(rows, columns=list(COLUMNS)), COLUMNS, FORMATS)
 
 
 def main(argv: list[str] | None = None) -> int:

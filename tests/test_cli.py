@@ -40,6 +40,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(args, words, tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_shell_invocation_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "simulations" / "run.py"), "--alpha", "-2",
                            "--out", str(tmp_path / "r")], capture_output=True, text=True)

@@ -14,6 +14,7 @@ def _out(tmp_path):
     return next((tmp_path / "out").glob("compare-*"))
 
 
+@pytest.mark.slow
 def test_compare_runs_each_strategy_on_the_same_scenario(tmp_path, capsys):
     args = TINY + ["--models", "mlp-s", "--strategies", "fedavg,feddistill,local", "--out", str(tmp_path / "out")]
     assert compare.main(args) == 0
@@ -30,6 +31,7 @@ def test_compare_runs_each_strategy_on_the_same_scenario(tmp_path, capsys):
                                                       for s in table["strategy"])
 
 
+@pytest.mark.slow
 def test_a_strategy_that_cannot_run_the_scenario_is_listed_with_why(tmp_path, capsys):
     args = TINY + ["--models", "mlp-s,cnn-s", "--strategies", "fedavg", "--out", str(tmp_path / "out")]
     assert compare.main(args) == 0
@@ -39,7 +41,7 @@ def test_a_strategy_that_cannot_run_the_scenario_is_listed_with_why(tmp_path, ca
 
 @pytest.mark.parametrize("flag, value, words", [
     ("--strategies", "fedmd,fedxyz", "unknown fedxyz"),
-    ("--seeds", "0,x", "integers >= 0"),
+    ("--seeds", "0,x", "a comma-separated list of int values"),
     ("--seeds", "-1", "integers >= 0"),
     ("--strategies", "fedmd:knowledge", "expected fedmd:key=value"),
     ("--strategies", "fedmd:colour=red", "expected fedmd:key=value"),

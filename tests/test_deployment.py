@@ -37,6 +37,7 @@ def _processes_of(workdir: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 def test_three_supernodes_with_tls_run_two_rounds_of_fedmd_and_leave_no_process(tmp_path, capsys):
     config = tiny_config().replace(clients=3)
     splits = load_splits(config.dataset, config.seed, config.public_size)
@@ -67,6 +68,7 @@ def test_three_supernodes_with_tls_run_two_rounds_of_fedmd_and_leave_no_process(
     assert {"config.json", "events.log", "accuracy.png", "teacher.npz"} <= {p.name for p in run_dir.iterdir()}
 
 
+@pytest.mark.slow
 def test_an_unregistered_supernode_and_a_plain_connection_are_refused(tmp_path):
     federation = LocalFederation(tmp_path / "deploy", [{"partition-id": 0, "num-partitions": 1}])
     with federation:
@@ -88,6 +90,7 @@ def test_an_unregistered_supernode_and_a_plain_connection_are_refused(tmp_path):
     assert federation.stop() == [] and _processes_of(tmp_path / "deploy") == []
 
 
+@pytest.mark.slow
 def test_an_interrupted_deployment_stops_every_process_it_started(tmp_path):
     workdir = tmp_path / "deploy"
     run = subprocess.Popen([sys.executable, str(SCRIPT), "--clients=2", "--rounds=50", *SCENARIO,

@@ -80,6 +80,7 @@ def test_a_round_with_too_few_replies_keeps_the_server_state(tmp_path):
         assert server.loc[r, "teacher_acc"] == server.loc[r - 1, "teacher_acc"]
 
 
+@pytest.mark.slow
 def test_the_ray_engine_survives_crashing_clients(tmp_path):
     from fedkd.runtime.simulation import simulate
 

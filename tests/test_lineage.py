@@ -18,6 +18,7 @@ def fedmd_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_chain_of_students_with_sizes_accuracy_and_latency(fedmd_run, capsys):
     assert lineage.main(["--run", str(fedmd_run), "--chain", "mlp-m,mlp-s", "--epochs", "20"]) == 0
     table = pd.read_csv(fedmd_run / "lineage.csv")
@@ -38,6 +39,7 @@ def test_a_run_without_a_teacher_signal_is_a_clear_error(tmp_path, capsys):
     assert "no teacher.npz" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unknown_model_in_chain_is_rejected(fedmd_run, capsys):
     with pytest.raises(SystemExit):
         lineage.main(["--run", str(fedmd_run), "--chain", "cnn-s,resnet"])

@@ -15,6 +15,8 @@ import pytest
 from fedkd.runtime.simulation import simulate
 from tests.helpers import tiny_config
 
+pytestmark = pytest.mark.slow
+
 RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
 
 

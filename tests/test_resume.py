@@ -81,6 +81,7 @@ run_server(PoolGrid(config.clients, workers=0, state_dir=run_dir / "client_state
 """
 
 
+@pytest.mark.slow
 def test_kill_9_loses_at_most_the_round_in_flight(tmp_path):
     config = tiny_config().replace(rounds=4)
     whole, killed = tmp_path / "whole", tmp_path / "killed"

@@ -10,6 +10,7 @@ TINY = ["--dataset", "digits", "--clients", "5", "--rounds", "2", "--public-size
         "--public-subset", "200", "--init-epochs", "5", "--fraction", "1.0"]
 
 
+@pytest.mark.slow
 def test_each_aggregator_runs_clean_and_under_each_attack(tmp_path, capsys):
     args = TINY + ["--byzantine-frac", "0.4", "--attacks", "one-class", "--aggregators", "mean,median",
                    "--out", str(tmp_path)]

@@ -62,6 +62,7 @@ def _metrics(path):
     return df[~df.metric.isin(MACHINE_METRICS)].reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_results_folder_and_learning(runs):
     config, first, _, _ = runs
     for name in ("config.json", "metrics.csv", "summary.json", "accuracy.png", "metrics.parquet"):
@@ -86,11 +87,13 @@ def test_results_folder_and_learning(runs):
     assert sorted(per_client.client.astype(int)) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(runs):
     _, first, second, _ = runs
     pd.testing.assert_frame_equal(_metrics(first), _metrics(second))
 
 
+@pytest.mark.slow
 def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
     config, _, _, log = runs
     public = load_splits(config.dataset, config.seed, config.public_size)
@@ -129,6 +132,7 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
     assert n_knowledge == 5 + 3 + 3
 
 
+@pytest.mark.slow
 def test_compute_floor_pool_gives_the_same_metrics(runs, tmp_path):
     """simulations/bench.py's floor runs the same rounds without Flower's engine."""
     from fedkd.runtime.pool_grid import PoolGrid

@@ -1,16 +1,19 @@
 """simulations/tradeoff.py: budgets x strategies through Ray, attacks, table, plot, bad input."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from fedkd.audit.inference_attacks import attack_run
 from tests.helpers import load_script
 
 SCENARIO = ["--clients=4", "--rounds=1", "--dataset=digits", "--public-size=300", "--public-subset=100",
             "--init-epochs=3"]
 
 
+@pytest.mark.slow
 def test_tradeoff_runs_each_budget_and_lists_what_cannot_run(tmp_path, capsys):
     code = load_script("tradeoff").main([*SCENARIO, "--eps=2", "--strategies=fedmd,feddistill",
                                           "--attack-clients=2", f"--out={tmp_path}"])
@@ -23,7 +26,9 @@ def test_tradeoff_runs_each_budget_and_lists_what_cannot_run(tmp_path, capsys):
     assert "per-class means" in table.iloc[1].note
     assert math.isinf(table.iloc[2].epsilon) and table.iloc[2].mechanism == "none"
     ran = table[table.note.isna()]
-    assert ran.mia_auc.between(0, 1).all() and (ran.acc_final > 0.2).all() and (ran.attacked_clients == 2).all()
+    assert (ran.acc_final > 0.2).all() and (ran.attacked_clients == 2).all()
+    attacked = attack_run(Path(private.run_dir), 2)  # the table reports the strongest attack's AUC, per client
+    assert private.mia_auc == pytest.approx(attacked[[c for c in attacked if c.endswith("_auc")]].max(axis=1).mean())
     assert ran[ran.strategy == "fedmd"].label_tv.notna().all() and ran[ran.strategy == "local"].label_tv.isna().all()
     assert (out / "tradeoff.png").stat().st_size > 0 and "| fedmd | central | 2 |" in (out / "tradeoff.md").read_text()
 

@@ -27,12 +27,12 @@ from fedkd.data.partition import partition_indices
 from fedkd.knowledge.kinds import KINDS
 from fedkd.knowledge.payload import query_ids
 from fedkd.learning.models import build_model
-from fedkd.learning.training import views
-from fedkd.privacy.dp import local_release
+from fedkd.privacy.mechanisms import local_release
 from fedkd.protocol import PUBLIC_LOGITS
 from fedkd.results.checkpoint import final_students
 from fedkd.results.store import SERVER_MODEL_FILE, read_metrics, read_run_config, read_summary
 from fedkd.strategies import STRATEGIES
+from fedkd.training.loops import views
 
 ATTACKS = ("loss", "confidence", "entropy")
 FPRS = (0.01, 0.001)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
@@ -25,11 +27,19 @@ def build_parser(prog: str, description: str) -> Parser:
     return parser
 
 
-def comma_list(parser: Parser, flag: str, text: str, allowed) -> list[str]:
-    """The items of a comma-separated ``--flag`` value, each one of ``allowed``, or exit 2."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items or any(s not in allowed for s in items):
-        parser.error(f"--{flag}={text}: a comma-separated list of: {', '.join(allowed)}")
+def comma_list(parser: Parser, flag: str, text: str, allowed: Iterable[str] | None = None,
+               convert: Callable[[str], Any] = str) -> list[Any]:
+    """The items of a comma-separated ``--flag`` value, each through ``convert`` (e.g.
+    ``int``) and, with ``allowed``, one of those; or exit 2 naming the flag."""
+    allowed = list(allowed) if allowed is not None else None
+    what = f"a comma-separated list of: {', '.join(allowed)}" if allowed is not None else \
+        f"a comma-separated list of {getattr(convert, '__name__', 'value')} values"
+    try:
+        items = [convert(s.strip()) for s in text.split(",") if s.strip()]
+    except ValueError:
+        items = []
+    if not items or (allowed is not None and any(s not in allowed for s in items)):
+        parser.error(f"--{flag}={text}: {what}")
     return items
 
 

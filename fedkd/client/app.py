@@ -41,17 +41,7 @@ from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.models import build_model, derive_seed, shared_init_seed
-from fedkd.learning.training import (
-    Schedule,
-    class_means,
-    class_targets,
-    digest,
-    distill_private,
-    evaluate,
-    revisit,
-    views,
-)
-from fedkd.privacy import dp
+from fedkd.privacy.mechanisms import local_release
 from fedkd.protocol import (
     CLASS_LOGITS,
     DP_SGD,
@@ -70,6 +60,16 @@ from fedkd.protocol import (
     WEIGHTS,
 )
 from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore
+from fedkd.training.loops import (
+    Schedule,
+    class_means,
+    class_targets,
+    digest,
+    distill_private,
+    evaluate,
+    revisit,
+    views,
+)
 
 app = ClientApp()
 
@@ -197,7 +197,7 @@ def train(message: Message, context: Context) -> Message:
         v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         upload = client.kind.payload(v, c.batch_size)
         if c.dp == "local":  # clipped and noised before it leaves the client
-            upload = dp.local_release(upload, c.dp_clip, float(rnd["dp-noise"]),
+            upload = local_release(upload, c.dp_clip, float(rnd["dp-noise"]),
                                             np.random.default_rng([c.seed, 6, pid, server_round]))
         if byzantine:
             upload = corrupt(upload, c.attack, plan.attack_rng(server_round, pid))

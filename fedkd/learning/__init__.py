@@ -1,2 +1,2 @@
-"""Learning: student architectures, KD losses (the T² factor), the training loops that clients, the
-server model and scripts share, and export of trained students for edge devices."""
+"""Learning: student architectures, KD losses (the T² factor) and export of trained
+students for edge devices."""

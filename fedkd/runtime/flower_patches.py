@@ -19,7 +19,7 @@ from flwr.supercore.date import now
 
 PATCHED_VERSIONS = ("1.42.",)
 _INDEX = "_fedkd_message_ins_by_node"
-_original_store = InMemoryLinkState.store_message_ins
+FLOWER_METHODS = {name: getattr(InMemoryLinkState, name) for name in ("store_message_ins", "get_message_ins")}
 
 
 def _index(state: InMemoryLinkState) -> dict[int, dict[str, None]]:
@@ -28,7 +28,7 @@ def _index(state: InMemoryLinkState) -> dict[int, dict[str, None]]:
 
 def _store_message_ins(self, message):
     """Flower's store_message_ins, recording the stored id under its destination node."""
-    message_id = _original_store(self, message)
+    message_id = FLOWER_METHODS["store_message_ins"](self, message)
     if message_id is not None:
         with self.lock:
             _index(self).setdefault(message.metadata.dst_node_id, {})[message_id] = None
@@ -58,10 +58,13 @@ def _get_message_ins(self, node_id, limit, *, run_id=None):
     return message_ins_list
 
 
+PATCHES = {"store_message_ins": _store_message_ins, "get_message_ins": _get_message_ins}
+
+
 def apply() -> bool:
     """Install the fix if this Flower version is one it was written for."""
     if not flwr.__version__.startswith(PATCHED_VERSIONS):
         return False
-    InMemoryLinkState.store_message_ins = _store_message_ins
-    InMemoryLinkState.get_message_ins = _get_message_ins
+    for name, method in PATCHES.items():
+        setattr(InMemoryLinkState, name, method)
     return True

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Message, Metadata, RecordDict
 
 NODE_ID_OFFSET = 1000  # node id = offset + partition id
 RUN_ID = 1
@@ -26,6 +26,8 @@ ForkingPickler.register(memoryview, lambda m: (memoryview, (m.tobytes(),)))
 
 
 def _set_identity() -> None:
+    """The run and node identity that Flower's engines set before an app runs, which
+    ``Message(...)`` reads; Flower 1.42 exports no public setter, and no engine runs here."""
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 0, 1
@@ -68,6 +70,16 @@ def _handle(job: tuple[Message, Context]) -> tuple[Message, Context]:
         return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=message), context
 
 
+def _with_message_id(message: Message) -> Message:
+    """``message`` with a fresh id, as a SuperLink gives every message it stores (its
+    replies name it in ``reply_to_message_id``)."""
+    md = message.metadata
+    return Message(content=message.content, metadata=Metadata(
+        run_id=md.run_id, message_id=uuid.uuid4().hex, src_node_id=md.src_node_id, dst_node_id=md.dst_node_id,
+        reply_to_message_id=md.reply_to_message_id, group_id=md.group_id, created_at=md.created_at, ttl=md.ttl,
+        message_type=md.message_type))
+
+
 class PoolGrid:
     """``get_node_ids``, ``push_messages`` and ``pull_messages`` over a pool of ``workers``
     processes; ``workers=0`` calls the ClientApp in this process as each message is
@@ -94,8 +106,7 @@ class PoolGrid:
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
         ids = []
-        for m in messages:
-            m.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+        for m in map(_with_message_id, messages):
             ids.append(m.metadata.message_id)
             job = (m, self.contexts[m.metadata.dst_node_id])
             if self.pool is None:

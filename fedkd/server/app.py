@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from logging import INFO
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ import pandas as pd
 import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from flwr.supercore import log
 
 from fedkd import rules
 from fedkd.config import RunConfig
@@ -46,6 +44,7 @@ from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
 
 RoundCallback = Callable[[int, dict[str, float]], None]
+FLOWER_LOG = logging.getLogger("flwr")  # Flower's own logger: under `flwr run` its lines reach `flwr log`
 
 
 @contextmanager
@@ -133,8 +132,8 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     table = MetricsTable(run_dir)
     start = time.perf_counter()
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log
-        log(INFO, HEADER)
-        on_round = lambda rnd, m: log(INFO, format_round(rnd, config.rounds, m))
+        FLOWER_LOG.info(HEADER)
+        on_round = lambda rnd, m: FLOWER_LOG.info(format_round(rnd, config.rounds, m))
     wait_for_nodes(grid, config.clients)
     startup_s = time.perf_counter() - started if started is not None else float("nan")
     with events_log(run_dir / EVENTS_FILE):

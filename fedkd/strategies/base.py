@@ -11,11 +11,11 @@ it. A subclass says what clients reply with (``reply``), which records they get
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from logging import INFO
 from typing import Any
 
 import numpy as np
@@ -29,15 +29,14 @@ from flwr.app import (
 )
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
-from flwr.supercore import log
 
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits
 from fedkd.faults import robust
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
-from fedkd.learning.server_model import ServerModel
-from fedkd.privacy import dp
+from fedkd.privacy import mechanisms
+from fedkd.privacy.accounting import Accountant, run_noise
 from fedkd.protocol import (
     KNOWLEDGE,
     METRICS,
@@ -48,6 +47,7 @@ from fedkd.protocol import (
     TEACHER,
 )
 from fedkd.strategies.sampling import NodeMap, sample_partitions
+from fedkd.training.server_model import ServerModel
 
 Record = ArrayRecord | ConfigRecord
 
@@ -85,8 +85,8 @@ class FedkdStrategy(Strategy):
         self.width = self.kind.width(splits.num_classes, config.embed_dim, config.batch_size)  # per id or class
         self.node_map = NodeMap()  # learned in round 0
         self.report = RoundReport()
-        self.dp_noise = dp.run_noise(config)
-        self.accountant = dp.Accountant(config, self.dp_noise)
+        self.dp_noise = run_noise(config)
+        self.accountant = Accountant(config, self.dp_noise)
         self.dp_rng = np.random.default_rng([config.seed, 5])  # central noise (kept in checkpoints)
         self.stop_reason = ""
 
@@ -209,7 +209,7 @@ class FedkdStrategy(Strategy):
 
     def summary(self) -> None:
         c = self.config
-        log(INFO, "%s: %d clients, fraction %.2f, models %s, T=%.2f, kd-weight %.2f",
+        logging.getLogger("flwr").info("%s: %d clients, fraction %.2f, models %s, T=%.2f, kd-weight %.2f",
             self.name, c.clients, c.fraction, c.models, c.temperature, c.kd_weight)
 
 
@@ -237,9 +237,9 @@ class KnowledgeStrategy(FedkdStrategy):
         central DP the noised mean of clipped payloads."""
         c = self.config
         if c.dp == "central":
-            return partial(dp.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
+            return partial(mechanisms.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
         if c.dp == "gnmax":
-            return partial(dp.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
+            return partial(mechanisms.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
         return robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod

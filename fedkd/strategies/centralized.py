@@ -19,14 +19,16 @@ from flwr.serverapp import Grid
 
 from fedkd.data.partition import partition_indices
 from fedkd.learning.models import build_model, derive_seed
-from fedkd.learning.server_model import accuracy_on_test
-from fedkd.learning.training import revisit
+from fedkd.protocol import NOTHING
 from fedkd.strategies.base import FedkdStrategy, RoundReport
+from fedkd.training.loops import revisit
+from fedkd.training.server_model import accuracy_on_test
 
 
 class Centralized(FedkdStrategy):
     name = "centralized"
     min_local_epochs = 1
+    reply = NOTHING  # no client is asked anything
     kinds = None
     pools_private_data = True
 

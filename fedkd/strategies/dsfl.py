@@ -10,6 +10,15 @@ labels. Clients distil the sharpened targets directly (temperature 1, whatever
 them too. Logits travel; the server turns them into probabilities, a
 post-processing step that changes nothing about what is revealed. The sharpened
 targets travel as log-probabilities, which are logits of the same distribution.
+
+Where it departs from the paper: the paper's clients first update their models on
+their private data in every round, then predict and distil; here that per-round
+local update runs only with ``local-epochs`` >= 1, and the default (0) skips it, so
+after round 0's private training clients learn from the sharpened targets alone.
+
+Client side: ``fedkd.client.app.train`` (reply ``public-logits``) with
+``fedkd.training.loops.digest``; the server model's distillation is
+``fedkd.training.server_model``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@ public subset, the server averages them (AVGLOGITS), distils the ensemble into i
 own model (``server-model``; temperature 1, Adam 1e-3, early stopping on the
 labelled validation split, as the paper) and sends that model's logits on the
 subset back as the teacher signal. Heterogeneous students need no grouping. See
-``feddf`` for the paper's weight-sharing protocol.
+``feddf`` for the paper's weight-sharing protocol (and where both depart from the
+paper's distillation budget).
+
+Client side: ``fedkd.client.app.train`` (reply ``public-logits``) with
+``fedkd.training.loops.digest``.
 """
 
 from __future__ import annotations

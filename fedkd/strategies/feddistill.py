@@ -15,6 +15,9 @@ With ``knowledge=prototypes`` the same exchange is FedProto's (Tan et al., AAAI
 pulling each private sample's embedding to its class's prototype. Unlike FedProto,
 prototypes are averaged without weighting by class counts, which would reveal each
 client's label histogram.
+
+Client side: ``fedkd.client.app.train`` (reply ``class-logits``) with
+``fedkd.training.loops.class_targets``, ``distill_private`` and ``class_means``.
 """
 
 from __future__ import annotations

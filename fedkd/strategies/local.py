@@ -3,6 +3,9 @@
 Clients never exchange anything but metrics: round 0 trains ``init-epochs`` on the
 private shard, every later round ``local-epochs`` more (at least 1), the private
 training a distilling client does, without the teacher signal.
+
+Client side: ``fedkd.client.app.train`` (reply ``none``) with
+``fedkd.training.loops.revisit``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Every student of one architecture starts from the same weights (``shared_init``)
 which averaging needs; from round 1 on, each sampled client starts from its
 architecture's global model, trains ``local-epochs`` (at least 1) on its shard and replies with
 its weights. Evaluation sends the new global model, which the client then holds.
+
+Client side: ``fedkd.client.app.train`` (reply ``weights``) with
+``fedkd.training.loops.revisit``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from fedkd.knowledge.payload import KnowledgeError
 from fedkd.learning.models import build_model, shared_init_seed
-from fedkd.learning.server_model import accuracy_on_test
 from fedkd.protocol import MODEL, UNIT_WEIGHT, WEIGHTS
 from fedkd.strategies.base import FedkdStrategy, Record
+from fedkd.training.server_model import accuracy_on_test
 
 
 class ParameterAveraging(FedkdStrategy):

@@ -18,7 +18,7 @@ from torch import nn
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits
 from fedkd.learning.models import build_model, derive_seed
-from fedkd.learning.training import Schedule, digest, evaluate, predict
+from fedkd.training.loops import Schedule, digest, evaluate, predict
 
 SERVER_LR = 1e-3
 SERVER_TEMPERATURE = 1.0  # FedDF's and DS-FL's server distillation

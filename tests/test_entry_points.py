@@ -1,0 +1,121 @@
+"""The same bad configuration is refused the same way wherever it enters.
+
+Entry points: every script's flags, the ServerApp that `flwr run` loads (its run
+config: pyproject.toml's defaults with the overrides given), the ClientApp (the run
+config every message carries) and `run.py --resume` (a results folder's
+config.json). Each refusal names the key, the value and what is allowed, and comes
+before any work: no results folder, no process, no round.
+"""
+
+import json
+
+import pytest
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+
+from fedkd import rules
+from fedkd.client.app import app as client_app
+from fedkd.config import ConfigError, RunConfig
+from fedkd.protocol import ROUND, RUN
+from fedkd.results.store import CHECKPOINT_FILE, CONFIG_FILE
+from fedkd.runtime.pool_grid import node_contexts
+from fedkd.server.app import app as server_app
+from tests.helpers import load_script
+
+SCRIPTS = {"run": {}, "compare": {}, "tradeoff": {}, "robustness": {"byzantine-frac": 0.2}, "bench": {"rounds": 5},
+           "node_data": {"clients": 3}, "deploy_local": {"clients": 3}}  # script -> its own defaults
+DIGITS = {"dataset": "digits", "public-size": 300, "public-subset": 200, "clients": 5}
+BAD = {  # name -> (overrides of the defaults, the key refused)
+    "public set overlapping the validation split": ({**DIGITS, "public-size": 350}, "public-size"),
+    "unknown strategy": ({"strategy": "fedxyz"}, "strategy"),
+    "unknown model": ({"models": "cnn-s,resnet"}, "models"),
+    "value out of range": ({"alpha": -1.5}, "alpha"),
+    "averaging mixed architectures": ({"strategy": "fedavg"}, "models"),
+    "DP of per-class uploads": ({"strategy": "feddistill", "dp": "central", "dp-noise": 1.0}, "dp"),
+    "knowledge a strategy cannot carry": ({"strategy": "dsfl", "knowledge": "relational"}, "knowledge"),
+    "faults without a deadline": ({"drop-rate": 0.2}, "drop-rate"),
+    "delta above 1/clients": ({**DIGITS, "dp": "central", "dp-noise": 1.0, "dp-delta": 0.3}, "dp-delta"),
+}
+
+
+def _refusal(overrides: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as err:
+        rules.load({**RunConfig().to_run_config(), **overrides})
+    return err.value
+
+
+def _words(err: ConfigError) -> str:
+    return f"--{err.key}={err.value}: {err.allowed}"
+
+
+@pytest.mark.parametrize("case", list(BAD))
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_refuses_before_any_work(script, case, tmp_path, capsys):
+    overrides, key = BAD[case]
+    expected = _refusal({**SCRIPTS[script], **overrides})
+    assert expected.key == key or SCRIPTS[script]  # a script's own defaults may break a rule first
+    with pytest.raises(SystemExit) as exit_:
+        load_script(script).main([f"--{k}={v}" for k, v in overrides.items()] + [f"--out={tmp_path / 'out'}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{script}.py: error: {_words(expected)}" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_the_serverapp_of_flwr_run_refuses_it(case, tmp_path):
+    overrides, key = BAD[case]
+    run_config = {**RunConfig().to_run_config(), **overrides, "out": str(tmp_path / "out")}
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+    with pytest.raises(ConfigError) as err:
+        server_app(None, context)  # no grid is touched: the refusal comes first
+    assert err.value.key == key and _words(err.value) == _words(_refusal(overrides))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_the_clientapp_refuses_the_run_config_a_message_carries(case):
+    overrides, _ = BAD[case]
+    (context,) = node_contexts(1).values()
+    context.node_config["num-partitions"] = 5
+    run = ConfigRecord({**RunConfig().to_run_config(), **overrides})
+    message = Message(RecordDict({RUN: run, ROUND: ConfigRecord({"server-round": 0})}),
+                      dst_node_id=context.node_id, message_type=MessageType.TRAIN)
+    with pytest.raises(ConfigError) as err:
+        client_app(message, context)
+    assert _words(err.value) == _words(_refusal(overrides))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_resume_refuses_a_results_folder_with_a_bad_config(case, tmp_path, capsys):
+    overrides, _ = BAD[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    run_config = {**RunConfig().to_run_config(), **overrides}
+    (run_dir / CONFIG_FILE).write_text(json.dumps({"run_config": run_config}))
+    (run_dir / CHECKPOINT_FILE).write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_:
+        load_script("run").main([f"--resume={run_dir}"])
+    assert exit_.value.code == 2 and _words(_refusal(overrides)) in capsys.readouterr().err
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([CONFIG_FILE, CHECKPOINT_FILE])
+
+
+def test_record_level_delta_is_checked_against_shards_by_scripts_serverapp_and_client(tmp_path, capsys):
+    """dp-sgd protects one sample of a shard: δ must be below 1/(smallest shard); a
+    client checks its own shard (on a device, the only one it knows)."""
+    overrides = {**DIGITS, "dp": "dp-sgd", "dp-noise": 1.0, "dp-delta": 0.009}  # shards hold > 111 samples
+    config = rules.load({**RunConfig().to_run_config(), **overrides})
+    with pytest.raises(SystemExit):
+        load_script("run").main([f"--{k}={v}" for k, v in overrides.items()] + [f"--out={tmp_path}"])
+    assert "--dp-delta=0.009: dp-sgd protects one sample of a shard" in capsys.readouterr().err
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
+                      run_config={**config.to_run_config(), "out": str(tmp_path / "out")})
+    with pytest.raises(ConfigError, match="smallest shard has") as err:
+        server_app(None, context)
+    assert err.value.key == "dp-delta"
+    node = next(iter(node_contexts(5).values()))  # partition 0 of 5
+    message = Message(RecordDict({RUN: ConfigRecord(config.to_run_config()),
+                                  ROUND: ConfigRecord({"server-round": 0})}),
+                      dst_node_id=node.node_id, message_type=MessageType.TRAIN)
+    with pytest.raises(ConfigError, match="shard has") as err:
+        client_app(message, node)
+    assert err.value.key == "dp-delta"

@@ -1,0 +1,84 @@
+"""The link-state fix returns what Flower's own ``get_message_ins`` returns.
+
+Both run on the same federation, built as Flower's simulation engine builds it
+(in-memory LinkState, registered nodes, messages pushed through Flower's
+``InMemoryGrid``). If Flower changes what its method returns, or how messages are
+stored, the two disagree here and the fix must be revisited.
+"""
+
+import time
+
+import pytest
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.proto.task_pb2 import Task
+from flwr.server.superlink.fleet.vce.vce_api import _register_nodes
+from flwr.server.superlink.linkstate import LinkStateFactory
+from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState, RunRecord
+from flwr.supercore.constant import FLWR_IN_MEMORY_DB_NAME, NOOP_FEDERATION_ID
+from flwr.supercore.object_store import ObjectStoreFactory
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+from flwr.superlink.federation import NoOpFederationManager
+from flwr.superlink.grid import InMemoryGrid
+
+from fedkd.runtime import flower_patches
+
+RUN_ID, TASK_ID = 7, 11
+
+
+def _federation(nodes: int):
+    factory = LinkStateFactory(FLWR_IN_MEMORY_DB_NAME, NoOpFederationManager(), ObjectStoreFactory())
+    run = Run.create_empty(run_id=RUN_ID)
+    run.primary_task_id, run.federation_id = TASK_ID, NOOP_FEDERATION_ID
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, RUN_ID, SUPERLINK_NODE_ID
+    state = factory.state()
+    state.run_ids[RUN_ID] = RunRecord(run=run)
+    state.task_store[TASK_ID] = Task(task_id=TASK_ID, run_id=RUN_ID)
+    node_ids = sorted(_register_nodes(nodes, factory))
+    grid = InMemoryGrid(state_factory=factory)
+    grid.set_run(run)
+    return state, grid, node_ids
+
+
+def _polls(methods: dict) -> list:
+    """What each node gets over a scenario: messages for 4 of 5 nodes, two of them with
+    a TTL that expires; polls with a limit, without, and again after delivery."""
+    for name, method in methods.items():
+        setattr(InMemoryLinkState, name, method)
+    state, grid, nodes = _federation(5)
+    grid.push_messages([Message(RecordDict({"c": ConfigRecord({"i": i})}), dst_node_id=nodes[i % 4],
+                                message_type="train", ttl=0.3 if i in (2, 3) else None) for i in range(12)])
+    time.sleep(0.5)
+    seen = []
+    for limit in (1, None, None):
+        for position, node in enumerate(nodes):
+            got = state.get_message_ins(node, limit)
+            assert all(m.metadata.delivered_at for m in got)
+            seen.append((limit, position, sorted(m.content["c"]["i"] for m in got)))
+    return seen
+
+
+def test_the_fix_returns_what_flower_returns(monkeypatch):
+    for name in flower_patches.FLOWER_METHODS:
+        monkeypatch.setattr(InMemoryLinkState, name, getattr(InMemoryLinkState, name))  # restored afterwards
+    flower = _polls(flower_patches.FLOWER_METHODS)
+    fixed = _polls(flower_patches.PATCHES)
+    assert fixed == flower
+    first, rest = flower[:5], flower[5:10]
+    assert [len(ids) for _, _, ids in first] == [1, 1, 1, 1, 0]  # limit=1; node 4 has no message
+    handed = [sorted(a[2] + b[2]) for a, b in zip(first, rest)]
+    assert handed == [[0, 4, 8], [1, 5, 9], [6, 10], [7, 11], []]  # 2 and 3 expired before the polls
+    assert all(ids == [] for _, _, ids in flower[10:])  # delivered messages are not handed out again
+
+
+def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch):
+    for name in flower_patches.FLOWER_METHODS:
+        monkeypatch.setattr(InMemoryLinkState, name, flower_patches.FLOWER_METHODS[name])
+    monkeypatch.setattr("flwr.__version__", "9.0.0")
+    assert flower_patches.apply() is False
+    assert InMemoryLinkState.get_message_ins is flower_patches.FLOWER_METHODS["get_message_ins"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("flwr.__version__", "1.42.3")
+        assert flower_patches.apply() is True
+        assert InMemoryLinkState.get_message_ins is flower_patches.PATCHES["get_message_ins"]
