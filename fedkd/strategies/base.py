@@ -1,12 +1,13 @@
 """What every fedkd strategy has in common, as a Flower message-API Strategy.
 
-Clients are sampled by *partition id* with the run's seed (Flower's node ids are
-random), round 0 reaches every node and teaches the server which node holds which
-partition, and every reply is validated before a strategy's aggregation rule sees
-it. A subclass says what clients reply with (``reply``), which records they get
+Messages go to the clients drawn by partition id (``fedkd.strategies.sampling``),
+and every reply is validated before a strategy's aggregation rule sees it. A
+subclass says what clients reply with (``reply``), which records they get
 (``train_records``, ``partition_records``), how a reply is checked
 (``validate_reply``) and how accepted replies become the next server state
-(``aggregate_replies``).
+(``aggregate_replies``). Its class attributes declare what it can run (knowledge
+kinds, a public-set teacher, DP-FedAvg, one architecture, pooled data): the rules in
+``fedkd.rules`` read them, so a new strategy needs no edit there.
 """
 
 from __future__ import annotations
