@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 
 from fedkd.cli.flags import Parser, comma_list
-from fedkd.cli.tables import markdown_table
+from fedkd.cli.tables import write_tables
 from fedkd.data.datasets import load_splits
 from fedkd.learning.export import export
 from fedkd.results.checkpoint import CheckpointError, final_students
-from fedkd.results.store import CONFIG_FILE, read_run_config, write_atomic
+from fedkd.results.store import CONFIG_FILE, read_run_config
 from fedkd.training.loops import evaluate
 
 COLUMNS = {"client": "client", "model": "model", "parameters": "parameters", "test_acc": "test accuracy",
@@ -67,12 +67,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['latency_ms_onnxruntime']:.3f} ms in onnxruntime, max abs diff {r['max_abs_diff']:.1e}",
               flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(args.run / "export.csv", index=False)
-    md = markdown_table(table, COLUMNS, {"parameters": ",", "test_acc": ".3f", "onnx_bytes": ",",
-                                         "torchscript_bytes": ",", "latency_ms_pytorch": ".3f",
-                                         "latency_ms_onnxruntime": ".3f", "max_abs_diff": ".1e"})
-    write_atomic(args.run / "export.md", md)
-    print(md, end="")
+    print(write_tables(table, args.run, "export", COLUMNS, {
+        "parameters": ",", "test_acc": ".3f", "onnx_bytes": ",", "torchscript_bytes": ",", "latency_ms_pytorch": ".3f",
+        "latency_ms_onnxruntime": ".3f", "max_abs_diff": ".1e"}), end="")
     print(f"files: {args.run / 'export'}/ (ONNX and TorchScript), export.csv, export.md")
     return 0
 

@@ -24,11 +24,11 @@ import pandas as pd
 import torch
 
 from fedkd.cli.flags import Parser, comma_list
-from fedkd.cli.tables import markdown_table
+from fedkd.cli.tables import write_tables
 from fedkd.data.datasets import load_splits
 from fedkd.learning.export import torch_latency_ms
 from fedkd.learning.models import MODELS, build_model, count_parameters, derive_seed
-from fedkd.results.store import CONFIG_FILE, TEACHER_FILE, read_run_config, write_atomic
+from fedkd.results.store import CONFIG_FILE, TEACHER_FILE, read_run_config
 from fedkd.training.loops import predict
 from fedkd.training.server_model import accuracy_on_test, distill_early_stopped
 
@@ -84,11 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher, source = predict(model, x), f"stage {stage} ({name})"
 
     table = pd.DataFrame(rows)
-    table.to_csv(args.run / "lineage.csv", index=False)
-    md = markdown_table(table, COLUMNS, {"parameters": ",", "bytes_on_disk": ",", "test_acc": ".3f",
-                                         "latency_ms_batch1": ".3f"})
-    write_atomic(args.run / "lineage.md", md)
-    print(md, end="")
+    print(write_tables(table, args.run, "lineage", COLUMNS, {"parameters": ",", "bytes_on_disk": ",",
+                                                             "test_acc": ".3f", "latency_ms_batch1": ".3f"}), end="")
     print(f"results: {args.run}/lineage.csv, lineage.md, lineage/")
     return 0
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from fedkd.results.store import write_atomic
 
 MISSING = "–"  # a cell with no value (NaN, None)
 
@@ -29,3 +32,13 @@ def markdown_table(frame: pd.DataFrame, headings: Mapping[str, str] | None = Non
     lines = ["| " + " | ".join(headings.values()) + " |", "|---" * len(headings) + "|"]
     lines += ["| " + " | ".join(cell(c, row[c]) for c in headings) + " |" for row in frame.to_dict("records")]
     return "\n".join(lines) + "\n"
+
+
+def write_tables(frame: pd.DataFrame, folder: Path, name: str, headings: Mapping[str, str] | None = None,
+                 formats: Mapping[str, str | Callable[[Any], str]] | None = None) -> str:
+    """``<name>.csv`` (every column) and ``<name>.md`` (``markdown_table``) in ``folder``,
+    each written atomically; returns the markdown."""
+    md = markdown_table(frame, headings, formats)
+    write_atomic(folder / f"{name}.csv", frame.to_csv(index=False))
+    write_atomic(folder / f"{name}.md", md)
+    return md

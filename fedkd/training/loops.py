@@ -49,6 +49,12 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -71,9 +77,7 @@ def digest(model: nn.Module, opt: torch.optim.Optimizer, public_x: torch.Tensor,
                 hard = F.cross_entropy(logits[n:], private_y[pick])
             soft = s.soft(model, features[:n], logits[:n], teacher[batch])
             loss = hard_soft_loss(soft, hard, s.kd_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(opt, loss)
             losses.append(soft.item())
     return _mean(losses)
 
@@ -86,9 +90,7 @@ def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tenso
     for _ in range(epochs):
         for batch in _batches(len(private_x), batch_size, generator):
             loss = F.cross_entropy(model(private_x[batch]), private_y[batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(opt, loss)
             losses.append(loss.item())
     return _mean(losses)
 
@@ -112,9 +114,7 @@ def distill_private(model: nn.Module, opt: torch.optim.Optimizer, private_x: tor
                 soft = s.soft(model, features[covered], logits[covered], class_targets[y[covered]])
                 soft_losses.append(soft.item())
             loss = hard if soft is None else hard_soft_loss(soft, hard, s.kd_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            _step(opt, loss)
             hard_losses.append(hard.item())
     return _mean(soft_losses), _mean(hard_losses)
 
