@@ -79,6 +79,9 @@ class RunConfig:
                            "client votes), dp-sgd (record-level: clients train on their shard with DP-SGD)")
     dp_noise: float = _opt(0.0, "noise multiplier σ: Gaussian noise of std σ·dp-clip (gnmax: σ votes; 0: "
                                 "calibrated to target-epsilon for the planned rounds)")
+    dp_bound: str = _opt("rows", "what bounds one client's upload under --dp central: rows (each public id's "
+                                 "probabilities at the run's temperature; noise std dp-noise per entry) or matrix "
+                                 "(the whole ids x classes logit matrix clipped to dp-clip)")
     dp_clip: float = _opt(10.0, "L2 bound C on one client's upload of a round (the whole ids x classes matrix; "
                                 "dp-sgd: on one sample's gradient)")
     dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")

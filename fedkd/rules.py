@@ -29,7 +29,7 @@ from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.losses import SOFT_LOSSES
 from fedkd.learning.models import MODELS
 from fedkd.privacy.accounting import planned_epsilon
-from fedkd.privacy.mechanisms import MECHANISMS
+from fedkd.privacy.mechanisms import BOUNDS, MECHANISMS
 from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS, WEIGHTS
 from fedkd.strategies import STRATEGIES, FedkdStrategy
 
@@ -85,7 +85,8 @@ def _names(config: RunConfig) -> None:
     for registry, name in ((STRATEGIES, config.strategy), (DATASETS, config.dataset),
                            (PARTITIONERS, config.partition), (SOFT_LOSSES, config.soft_loss),
                            (KINDS, config.knowledge), (SCHEMES, config.compression), (ATTACKS, config.attack),
-                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp)):
+                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp),
+                           (BOUNDS, config.dp_bound)):
         registry[name]  # noqa: B018 - a Registry raises ConfigError on an unknown name
     if not config.model_names:
         raise ConfigError("models", config.models, f"a comma-separated list of: {', '.join(MODELS)}")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.special import softmax
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from fedkd.data.datasets import load_splits
@@ -86,9 +87,7 @@ def membership_inference(model: torch.nn.Module, member_x: np.ndarray, member_y:
 
 def estimated_histogram(upload: np.ndarray) -> np.ndarray:
     """The server's estimate of a client's label histogram: mean softmax of its uploaded logits."""
-    z = upload - upload.max(axis=1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    return p.mean(axis=0)
+    return softmax(upload, axis=1).mean(axis=0)
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> float:

@@ -40,6 +40,8 @@ class Guarantee:
 
 UNITS = {"none": "no DP",
          "central": "client-level, central, replace-one, sampled without replacement",
+         "central-rows": "client-level, central, replace-one (√2 per public id's probabilities), sampled without "
+                         "replacement",
          "local": "client-level, local, any two data sets of one client; worst client",
          "gnmax": "client-level, votes on public ids, replace-one, data-independent GNMax bound",
          "dp-sgd": "record-level, one sample of a client's shard, add/remove, Poisson batches; worst client"}
@@ -73,11 +75,13 @@ class Accountant:
                                            neighboring_relation=relation, sampling_method=sampling))
 
     def _event(self, sample_size: int) -> GaussianPrivacyEvent:
-        """One round's release as one Gaussian mechanism on the sampled clients. GNMax answers
-        ``public-subset`` queries from the same sample, each Gaussian with multiplier
-        noise/√2: together one Gaussian of multiplier noise/√(2·queries)."""
+        """One round's release as one Gaussian mechanism on the sampled clients. GNMax and
+        central DP with bounded rows answer ``public-subset`` queries from the same sample,
+        each Gaussian with multiplier noise/√2: together one Gaussian of multiplier
+        noise/√(2·queries)."""
+        per_row = self.mechanism == "gnmax" or (self.mechanism == "central" and self.config.dp_bound == "rows")
         multiplier = (self.noise / VOTE_SENSITIVITY / math.sqrt(self.config.public_subset)
-                      if self.mechanism == "gnmax" else self.noise / SENSITIVITY)
+                      if per_row else self.noise / SENSITIVITY)
         return GaussianPrivacyEvent(noise_multiplier=multiplier, sample_size=sample_size,
                                     population_size=self.config.clients)
 
@@ -116,7 +120,8 @@ class Accountant:
             eps = max(self.reported.values(), default=0.0)
         else:
             eps = self.local_epsilon(max(self.uploads.values(), default=0))
-        return Guarantee(eps, self.config.dp_delta, UNITS[self.mechanism])
+        rows = self.mechanism == "central" and self.config.dp_bound == "rows"
+        return Guarantee(eps, self.config.dp_delta, UNITS["central-rows" if rows else self.mechanism])
 
 
 def planned_rounds(config: RunConfig) -> list[int]:

@@ -3,12 +3,18 @@
 Mechanisms (``--dp``); ``dp-sgd`` (record-level, Opacus) is in ``fedkd.privacy.dp_sgd``.
 The first two, for strategies whose clients upload soft labels on public ids:
 
-- ``central``: the trusted server clips each client's upload of the round to L2 norm
-  ``dp-clip`` = C (the whole ids x classes matrix), sums, adds N(0, (σC)²) to every
-  entry and divides by the number of uploads. What it releases (the teacher signal,
-  a server model) is client-level DP. Clients are sampled without replacement, a
-  fixed number per round (round 0: all), so neighbouring federations *replace one*
-  client: the sum's sensitivity is 2C and the accountant's noise multiplier σ/2.
+- ``central``: the trusted server bounds each client's upload of the round, sums,
+  adds Gaussian noise to every entry and divides by the number of uploads. What it
+  releases (the teacher signal, a server model) is client-level DP. Clients are
+  sampled without replacement, a fixed number per round (round 0: all), so
+  neighbouring federations *replace one* client. Two bounds (``dp-bound``):
+  ``rows`` (default): each public id's logits become probabilities at the run's
+  temperature, so one client moves each row of the sum by at most √2, whatever its
+  logits; noise N(0, σ²) per entry, the ``q`` = ``public-subset`` rows composing to
+  one Gaussian of multiplier σ/√(2q), as GNMax's votes. ``matrix``: the whole ids x
+  classes logit matrix is clipped to L2 norm ``dp-clip`` = C; noise N(0, (σC)²), sum
+  sensitivity 2C, multiplier σ/2. Rows keep each answer's signal (a probability row
+  has norm <= 1); a clipped matrix of 1,000 rows keeps about C/√1000 of each.
 - ``gnmax``: PATE's Gaussian noisy argmax (Papernot et al. 2018) with clients as
   teachers: each client votes for its argmax class on every public id of the round,
   the server adds N(0, σ²) to each vote count and the noisy argmax label is the
@@ -32,8 +38,10 @@ import numpy as np
 from fedkd.config import Registry
 
 MECHANISMS = Registry("dp", ("none", "central", "local", "gnmax", "dp-sgd"))
+BOUNDS = Registry("dp-bound", ("rows", "matrix"))  # what bounds one client's upload under --dp central
 SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
-VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote moves two counts by 1
+VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote (or probability row) moves its row by <= √2
+PROBABILITY_FLOOR = 1e-4  # a noisy mean probability below this is taken as this before the log
 LABEL_SMOOTHING = 0.01  # GNMax teacher: log of the one-hot noisy label, smoothed so logits stay finite
 
 
@@ -47,6 +55,21 @@ def noisy_mean(uploads: list[np.ndarray], bound: float, noise: float, rng: np.ra
     """Central DP: clip each upload, sum, add N(0, (noise·bound)²) per entry, divide by the count."""
     total = np.sum([clip(u.astype(np.float64), bound) for u in uploads], axis=0)
     return (total + rng.normal(0.0, noise * bound, size=total.shape)) / len(uploads)
+
+
+def noisy_row_mean(probabilities: list[np.ndarray], noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Central DP with bounded rows: each party's rows are probability vectors (any two
+    differ by at most √2 in L2, whatever the model), so the sum over parties needs no
+    clipping; N(0, noise²) is added to every entry and the sum divided by the count."""
+    total = np.sum([p.astype(np.float64) for p in probabilities], axis=0)
+    return (total + rng.normal(0.0, noise, size=total.shape)) / len(probabilities)
+
+
+def log_probabilities(mean: np.ndarray, temperature: float) -> np.ndarray:
+    """Logits at ``temperature`` of noisy mean probabilities: floored, renormalised per
+    row, ``temperature`` x log (a student's softmax at that temperature gives them back)."""
+    p = np.clip(mean, PROBABILITY_FLOOR, None)
+    return temperature * np.log(p / p.sum(axis=1, keepdims=True))
 
 
 def noisy_votes(uploads: list[np.ndarray], noise: float, rng: np.random.Generator) -> np.ndarray:

@@ -30,6 +30,7 @@ from flwr.app import (
 )
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+from scipy.special import softmax
 
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits
@@ -226,6 +227,7 @@ class KnowledgeStrategy(FedkdStrategy):
 
     public_teacher = True
     has_server_model = False
+    combines_probabilities = False  # True: ``combine`` gets probability rows, not logits (DS-FL)
 
     def __init__(self, config: RunConfig, splits: Splits):
         super().__init__(config, splits)
@@ -237,11 +239,23 @@ class KnowledgeStrategy(FedkdStrategy):
         """The run's rule for combining the parties' payloads (``aggregator``), or with
         central DP the noised mean of clipped payloads."""
         c = self.config
+        if c.dp == "central" and c.dp_bound == "rows":
+            return self._private_row_mean
         if c.dp == "central":
             return partial(mechanisms.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
         if c.dp == "gnmax":
             return partial(mechanisms.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
         return robust.combiner(c.aggregator, c.robust_frac)
+
+    def _private_row_mean(self, payloads: list[np.ndarray]) -> np.ndarray:
+        """Central DP with bounded rows, in the space the strategy combines in: logits
+        become probabilities at the clients' temperature and the noisy mean goes back to
+        logits; a strategy that combines probabilities gets probabilities."""
+        if self.combines_probabilities:
+            return mechanisms.noisy_row_mean(payloads, self.dp_noise, self.dp_rng)
+        t = self.client_temperature()
+        probabilities = [softmax(z.astype(np.float64) / t, axis=1) for z in payloads]
+        return mechanisms.log_probabilities(mechanisms.noisy_row_mean(probabilities, self.dp_noise, self.dp_rng), t)
 
     @abstractmethod
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:

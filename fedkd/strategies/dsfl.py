@@ -23,16 +23,15 @@ Client side: ``fedkd.client.app.train`` (reply ``public-logits``) with
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
+from scipy.special import softmax as _softmax
 
 from fedkd.faults import robust
 from fedkd.strategies.base import KnowledgeStrategy
 
-
-def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - z.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+softmax = partial(_softmax, axis=-1)  # over the class scores of each row
 
 
 def entropy_reduction(probabilities: list[np.ndarray], temperature: float,
@@ -45,6 +44,7 @@ def entropy_reduction(probabilities: list[np.ndarray], temperature: float,
 class DSFL(KnowledgeStrategy):
     name = "dsfl"
     has_server_model = True
+    combines_probabilities = True
 
     def client_temperature(self) -> float:
         return 1.0
