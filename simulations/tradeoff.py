@@ -39,9 +39,10 @@ LOCAL_ONLY = "local"
 COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target ε", "epsilon": "ε spent",
            "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy", "acc_p10": "p10",
            "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "server_mia_auc": "server model MIA AUC",
-           "label_tv": "label TV", "up_mb": "uplink MB"}
+           "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB"}
 FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
-           "mia_auc": ".3f", "mia_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "up_mb": ".2f"}
+           "mia_auc": ".3f", "mia_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
+           "up_mb": ".2f"}
 
 
 def parse_eps(parser, text: str) -> list[float]:
@@ -77,6 +78,7 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
             "delta": s["dp_delta"] if config.dp != "none" else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
             "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
+            "label_set": attacks["label_set_exact"].mean(),
             "server_mia_auc": max((v for k, v in server.items() if k.endswith("_auc")), default=float("nan")),
             "label_tv_uniform": attacks["label_tv_uniform"].mean(), "attacked_clients": len(attacks),
             "members_per_client": attacks["members"].mean(), "run_dir": str(run_dir), "note": ""}

@@ -12,6 +12,7 @@ from scipy.stats import norm
 
 from fedkd import rules
 from fedkd.audit.inference_attacks import (
+    attack_run,
     balanced_nonmembers,
     estimated_histogram,
     membership_inference,
@@ -23,7 +24,7 @@ from fedkd.data.datasets import load_splits
 from fedkd.learning.models import build_model
 from fedkd.privacy.accounting import Accountant, calibrate_noise, planned_epsilon
 from fedkd.privacy.mechanisms import clip, local_release, log_probabilities, noisy_mean, noisy_row_mean
-from fedkd.results.store import read_server_metrics
+from fedkd.results.store import CLIENT_STATE_DIR, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from fedkd.training.server_model import accuracy_on_test
@@ -339,3 +340,12 @@ def test_the_released_server_model_is_kept_and_attacked(tmp_path):
     assert all(math.isfinite(v) for v in figures.values())
     _run(tmp_path / "fedmd", tiny_config().replace(rounds=1))
     assert attack_server_model(tmp_path / "fedmd") == {}  # fedmd has no server model
+
+
+def test_feddistill_uploads_name_each_clients_label_set_and_the_attack_says_so(tmp_path):
+    config = tiny_config().replace(rounds=1, strategy="feddistill", partition="pathological", fraction=1.0)
+    tmp_path.mkdir(exist_ok=True)
+    run_server(PoolGrid(config.clients, workers=0, state_dir=tmp_path / CLIENT_STATE_DIR), config, tmp_path)
+    attacked = attack_run(tmp_path, max_clients=5)
+    assert len(attacked) == 5 and (attacked.label_set_exact == 1.0).all()
+    assert (attacked.label_tv < attacked.label_tv_uniform).all()  # the label set alone beats a uniform guess

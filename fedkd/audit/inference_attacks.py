@@ -29,11 +29,11 @@ from fedkd.knowledge.kinds import KINDS
 from fedkd.knowledge.payload import query_ids
 from fedkd.learning.models import build_model
 from fedkd.privacy.mechanisms import local_release
-from fedkd.protocol import PUBLIC_LOGITS
+from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS
 from fedkd.results.checkpoint import final_students
 from fedkd.results.store import SERVER_MODEL_FILE, read_metrics, read_run_config, read_summary
 from fedkd.strategies import STRATEGIES
-from fedkd.training.loops import views
+from fedkd.training.loops import class_means, views
 
 ATTACKS = ("loss", "confidence", "entropy")
 FPRS = (0.01, 0.001)
@@ -97,7 +97,9 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
 def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     """Both attacks on the clients of a finished simulation that took part in its last
     round (at most ``max_clients``, by partition id): one row per client. The label
-    estimate needs soft labels on public ids (NaN for other strategies).
+    estimate reads soft labels on public ids (the mean softmax) or, for FedDistill,
+    the classes of the per-class upload, which name the client's label set exactly
+    (``label_set_exact``); NaN for strategies that upload neither.
 
     The server's view of a client is its last upload, recomputed exactly from the
     client's final student (the model that made it) on that round's public ids, with
@@ -113,19 +115,28 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     shards = partition_indices(config)
     students = final_students(run_dir, config, splits, clients)
     ids = query_ids(config, last)
-    uploads = STRATEGIES[config.strategy].reply == PUBLIC_LOGITS  # the estimate reads soft labels on public ids
+    reply = STRATEGIES[config.strategy].reply
     rows = []
     for pid, model in students.items():
         rows_of = shards[pid]
         figures = membership_inference(model, splits.private_x[rows_of], splits.private_y[rows_of],
                                        splits.test_x, splits.test_y, seed=config.seed + pid)
-        upload = views(model, torch.from_numpy(splits.public_x[ids]), KINDS["soft-labels"]).numpy()
-        if config.dp == "local":
-            upload = local_release(upload, config.dp_clip, summary["dp_noise"],
-                                   np.random.default_rng([config.seed, 6, pid, last]))
         true = np.bincount(splits.private_y[rows_of], minlength=splits.num_classes).astype(float)
+        estimate, label_set = np.full(splits.num_classes, np.nan), np.nan
+        if reply == PUBLIC_LOGITS:
+            upload = views(model, torch.from_numpy(splits.public_x[ids]), KINDS["soft-labels"]).numpy()
+            if config.dp == "local":
+                upload = local_release(upload, config.dp_clip, summary["dp_noise"],
+                                       np.random.default_rng([config.seed, 6, pid, last]))
+            estimate = estimated_histogram(upload)
+        elif reply == CLASS_LOGITS:  # one row per class the shard holds: the label set, in the clear
+            classes, _ = class_means(model, torch.from_numpy(splits.private_x[rows_of]),
+                                     torch.from_numpy(splits.private_y[rows_of]), KINDS["soft-labels"])
+            estimate = np.bincount(classes, minlength=splits.num_classes).astype(float)
+            label_set = float(set(classes) == set(np.flatnonzero(true)))
         rows.append({"client": pid, "members": len(rows_of), **figures,
-                     "label_tv": total_variation(estimated_histogram(upload), true) if uploads else np.nan,
+                     "label_tv": total_variation(estimate, true) if np.isfinite(estimate).all() else np.nan,
+                     "label_set_exact": label_set,
                      "label_tv_uniform": total_variation(np.ones(splits.num_classes), true)})
     return pd.DataFrame(rows)
 
