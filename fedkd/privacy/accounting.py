@@ -124,19 +124,16 @@ class Accountant:
         return Guarantee(eps, self.config.dp_delta, UNITS["central-rows" if rows else self.mechanism])
 
 
-def planned_rounds(config: RunConfig) -> list[int]:
-    """Sample sizes of the releases a full run makes: all clients in round 0, then the
-    sampled ones each round."""
-    return [config.clients] + [config.clients_per_round] * config.rounds
-
-
 def planned_epsilon(config: RunConfig, noise: float) -> float:
-    """ε after a full run with noise multiplier ``noise`` (the worst client, for local DP)."""
+    """ε after a full run with noise multiplier ``noise``: every client's release in round 0,
+    then ``rounds`` releases of the sampled clients (the worst client, for local DP)."""
     accountant = Accountant(config, noise)
     if config.dp == "local":
         return accountant.local_epsilon(config.rounds + 1)  # a client sampled in every round
-    for size in planned_rounds(config):
-        accountant.record(list(range(size)))
+    if accountant.central is None:
+        return accountant.spent().epsilon
+    accountant.central.compose(accountant._event(config.clients))  # round 0: every client
+    accountant.central.compose(accountant._event(config.clients_per_round), count=config.rounds)
     return accountant.spent().epsilon
 
 
