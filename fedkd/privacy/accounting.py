@@ -133,7 +133,8 @@ def planned_epsilon(config: RunConfig, noise: float) -> float:
     if accountant.central is None:
         return accountant.spent().epsilon
     accountant.central.compose(accountant._event(config.clients))  # round 0: every client
-    accountant.central.compose(accountant._event(config.clients_per_round), count=config.rounds)
+    if config.rounds:
+        accountant.central.compose(accountant._event(config.clients_per_round), count=config.rounds)
     return accountant.spent().epsilon
 
 
