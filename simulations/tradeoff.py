@@ -2,6 +2,7 @@
 
     python simulations/tradeoff.py --clients 100 --eps 0.5,1,2,4,8,inf --strategies fedmd,dsfl
     python simulations/tradeoff.py --clients 100 --eps 1,8,inf --mechanism local
+    python simulations/tradeoff.py --client-counts 100,300,1000 --eps 1,4,inf --strategies fedmd
 
 For every strategy and ε the scenario (every run-config flag applies) runs with
 ``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the planned rounds
@@ -11,8 +12,11 @@ run (no sharing at all). After each run the released client students are attacke
 its uploads (``fedkd/privacy_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
 ``runs/``, ``tradeoff.csv`` (one row per run), ``tradeoff.md`` and
 ``tradeoff.png`` (final accuracy against ε, one line per strategy, the non-private
-and local-only references as horizontal lines). A strategy that cannot run a
-mechanism is listed with the reason.
+and local-only references as horizontal lines). With ``--client-counts`` the whole
+grid runs once per number of clients: ``tradeoff-c<N>.png`` for each and
+``tradeoff-clients.png`` (final accuracy against the number of clients, one line per
+strategy and ε, local-only dotted). A strategy that cannot run a mechanism is listed
+with the reason.
 """
 
 from __future__ import annotations
@@ -31,16 +35,18 @@ from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
-from fedkd.results.plots import plot_tradeoff
+from fedkd.results.plots import plot_clients, plot_tradeoff
 from fedkd.results.store import read_summary, write_atomic
 from fedkd.strategies import STRATEGIES
 
 LOCAL_ONLY = "local"
-COLUMNS = {"strategy": "strategy", "mechanism": "mechanism", "target": "target ε", "epsilon": "ε spent",
-           "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy", "acc_p10": "p10",
+COLUMNS = {"clients": "clients", "strategy": "strategy", "mechanism": "mechanism", "target": "target ε",
+           "epsilon": "ε spent", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
+           "acc_p10": "p10", "teacher_acc": "teacher",
            "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "server_mia_auc": "server model MIA AUC",
-           "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB"}
+           "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB", "wall_s": "wall s"}
 FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
+           "teacher_acc": ".3f", "wall_s": ".0f",
            "mia_auc": ".3f", "mia_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
            "up_mb": ".2f"}
 
@@ -74,7 +80,7 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
     server = attack_server_model(run_dir, attack_clients)
     auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)
     tpr = attacks[[c for c in attacks if c.endswith("_tpr@0.001")]].max(axis=1)
-    return {"strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
+    return {"clients": config.clients, "strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
             "delta": s["dp_delta"] if config.dp != "none" else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
             "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
@@ -85,7 +91,7 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
 
 
 def markdown(table: pd.DataFrame) -> str:
-    rows = [r if not r["note"] else {**{c: "" for c in COLUMNS}, "strategy": r["strategy"],
+    rows = [r if not r["note"] else {**{c: "" for c in COLUMNS}, "clients": r["clients"], "strategy": r["strategy"],
                                       "mechanism": r["mechanism"], "target": r["target"],
                                       "epsilon": f"not run: {r['note']}"}
             for r in table.to_dict("records")]
@@ -102,36 +108,56 @@ def main(argv: list[str] | None = None) -> int:
                         help="DP mechanism of the private runs (default: central)")
     parser.add_argument("--attack-clients", type=int, default=20, metavar="N",
                         help="clients of the last round whose students are attacked (default: 20)")
+    parser.add_argument("--client-counts", metavar="LIST",
+                        help="run the whole grid once per number of clients, e.g. 100,300,1000 (default: --clients)")
     args = parser.parse_args(argv)
     base = resolve(parser, args)
     eps = parse_eps(parser, args.eps)
     strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
     if args.attack_clients < 1:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")
-    cells = configs(base, strategies, eps, args.mechanism)
-    cells.append((LOCAL_ONLY, math.inf, base.replace(strategy=LOCAL_ONLY)))
-    prepare_data(parser, base)
+    counts = comma_list(parser, "client-counts", args.client_counts, convert=int) if args.client_counts \
+        else [base.clients]
+    cells = []
+    for n in counts:  # every run is checked before the first starts
+        try:
+            scenario = rules.changed(base, clients=n)
+        except ConfigError as err:
+            parser.error(f"--client-counts={args.client_counts}: with {n} clients, --{err.key}={err.value}: "
+                         f"{err.allowed}")
+        cells += [(n, *cell) for cell in configs(scenario, strategies, eps, args.mechanism)]
+        cells.append((n, LOCAL_ONLY, math.inf, scenario.replace(strategy=LOCAL_ONLY)))
+    for n in counts:
+        prepare_data(parser, base.replace(clients=n))
     out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {args.mechanism} DP, "
-          f"and local-only) -> {out}/", flush=True)
+          f"and local-only; clients {', '.join(map(str, counts))}) -> {out}/", flush=True)
     rows = []
-    for i, (strategy, e, config) in enumerate(cells):
+    for i, (clients, strategy, e, config) in enumerate(cells):
         if isinstance(config, str):
-            print(f"  {strategy} ε={e:g}: not run: {config}")
-            rows.append({"strategy": strategy, "mechanism": args.mechanism, "target": e, "note": config})
+            print(f"  {clients} clients, {strategy} ε={e:g}: not run: {config}")
+            rows.append({"clients": clients, "strategy": strategy, "mechanism": args.mechanism, "target": e,
+                         "note": config})
             continue
-        rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-{strategy}-eps{e:g}", args.attack_clients))
+        rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-c{clients}-{strategy}-eps{e:g}",
+                           args.attack_clients))
         r = rows[-1]
-        print(f"  {strategy} ε={e:g} ({r['mechanism']}): accuracy {r['acc_final']:.3f}, ε spent "
-              f"{r['epsilon']:.3g}, MIA AUC {r['mia_auc']:.3f}, label TV {r['label_tv']:.3f}", flush=True)
+        print(f"  {clients} clients, {strategy} ε={e:g} ({r['mechanism']}): accuracy {r['acc_final']:.3f}, "
+              f"teacher {r['teacher_acc']:.3f}, ε spent {r['epsilon']:.3g}, MIA AUC {r['mia_auc']:.3f}, "
+              f"label TV {r['label_tv']:.3f}, {r['wall_s']:.0f} s", flush=True)
     table = pd.DataFrame(rows)
     write_atomic(out / "tradeoff.csv", table.to_csv(index=False))
     write_atomic(out / "tradeoff.md", markdown(table))
-    plot_tradeoff(table[table.note == ""], out / "tradeoff.png", f"{base.dataset}, {base.clients} clients, "
-                  f"rounds: {base.rounds}, {args.mechanism} DP (δ = {base.dp_delta:g})")
+    ran = table[table.note == ""]
+    title = f"{base.dataset}, rounds: {base.rounds}, {args.mechanism} DP (δ = {base.dp_delta:g})"
+    for n in counts:
+        name = "tradeoff.png" if len(counts) == 1 else f"tradeoff-c{n}.png"
+        plot_tradeoff(ran[ran.clients == n], out / name, f"{n} clients, {title}")
+    if len(counts) > 1:
+        plot_clients(ran, out / "tradeoff-clients.png", title)
     print(markdown(table))
-    print(f"results: {out}/ (tradeoff.csv, tradeoff.md, tradeoff.png, runs/)")
+    print(f"results: {out}/ (tradeoff.csv, tradeoff.md, tradeoff*.png, runs/)")
     return 0
 
 

@@ -93,13 +93,21 @@ def plot_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
     if len(local):
         ax.axhline(local.acc_final.iloc[0], color="grey", ls=":", lw=1.2, label="local only (nothing shared)")
     if len(finite):
-        ax.set_xscale("log")
-        ticks = sorted(set(finite.target))
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        _log_ticks(ax, sorted(set(finite.target)), "{:g}")
     ax.set_xlabel("privacy budget ε (target; the noise is calibrated to it)")
+    _save_accuracy(fig, ax, table.acc_final.max(), path, title)
+
+
+def _log_ticks(ax, ticks: list[float], fmt: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [fmt.format(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _save_accuracy(fig, ax, top: float, path: Path, title: str) -> None:
+    """Final client accuracy on the y axis, the title, grid and legend; written to ``path``."""
     ax.set_ylabel("final client test accuracy (mean)")
-    ax.set_ylim(0, min(1.0, 1.3 * table.acc_final.max()))
+    ax.set_ylim(0, min(1.0, 1.3 * top))
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -107,3 +115,25 @@ def plot_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
     fig.savefig(path)
     plt.close(fig)
 
+
+
+def plot_clients(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Final client accuracy against the number of clients: one line per strategy and
+    privacy budget (solid: DP at that ε; dashed: no DP), local-only dotted."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    strategies = list(dict.fromkeys(table.strategy[table.strategy != "local"]))
+    budgets = sorted(set(table.target[table.strategy != "local"]))
+    for i, strategy in enumerate(strategies):
+        for j, e in enumerate(budgets):
+            rows = table[(table.strategy == strategy) & (table.target == e)].sort_values("clients")
+            if len(rows):
+                private = e != float("inf")
+                ax.plot(rows.clients, rows.acc_final, "o-" if private else "s--", color=f"C{i}",
+                        alpha=1.0 - 0.6 * j / max(1, len(budgets) - 1) if private else 1.0,
+                        label=f"{strategy}, ε = {e:g}" if private else f"{strategy}, no DP")
+    local = table[table.strategy == "local"].sort_values("clients")
+    if len(local):
+        ax.plot(local.clients, local.acc_final, "x:", color="grey", label="local only (nothing shared)")
+    _log_ticks(ax, sorted(set(table.clients)), "{:,}")
+    ax.set_xlabel("number of clients")
+    _save_accuracy(fig, ax, table.acc_final.max(), path, title)
