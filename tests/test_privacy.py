@@ -21,6 +21,7 @@ from fedkd.audit.inference_attacks import (
 )
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import load_splits
+from fedkd.knowledge import payload
 from fedkd.learning.models import build_model
 from fedkd.privacy.accounting import Accountant, calibrate_noise, planned_epsilon
 from fedkd.privacy.mechanisms import clip, local_release, log_probabilities, noisy_mean, noisy_row_mean
@@ -322,6 +323,20 @@ def test_gnmax_votes_take_the_noisy_argmax_and_account_as_composed_gaussian_quer
     run = tiny_config().replace(rounds=1, dp="gnmax", target_epsilon=8.0, public_subset=50)
     summary, server = _run(tmp_path, run)
     assert 0 < summary["epsilon"] <= 8.0 and "GNMax" in summary["dp_unit"] and server["teacher_acc"].notna().all()
+    per_client = server.loc[1, "bytes_up"] / server.loc[1, "replied"]
+    assert per_client < 50 * (4 + 10 * 4)  # less than the ids and float32 logits alone: one byte per vote
+
+
+def test_votes_travel_as_class_ids_and_malformed_votes_are_rejected():
+    ids, logits = np.arange(5), np.eye(4)[[3, 0, 1, 1, 2]] + 0.1
+    record = payload.pack_votes(ids, logits)
+    assert record["votes"].numpy().dtype == np.uint8
+    back = payload.unpack(payload.votes_as_logits(record, 4))
+    assert back[0].tolist() == ids.tolist() and back[1].argmax(axis=1).tolist() == [3, 0, 1, 1, 2]
+    with pytest.raises(payload.KnowledgeError, match="outside 0..3"):
+        payload.votes_as_logits(payload.pack_votes(ids, np.eye(6)[[5, 0, 1, 1, 2]]), 4)
+    with pytest.raises(payload.KnowledgeError, match="expected arrays"):
+        payload.votes_as_logits(payload.pack(ids, logits), 4)
 
 
 def test_the_released_server_model_is_kept_and_attacked(tmp_path):

@@ -201,7 +201,8 @@ def train(message: Message, context: Context) -> Message:
                                             np.random.default_rng([c.seed, 6, pid, server_round]))
         if byzantine:
             upload = corrupt(upload, c.attack, plan.attack_rng(server_round, pid))
-        out[KNOWLEDGE] = compression.encode(query_ids, upload, c.compression, c.top_k)
+        out[KNOWLEDGE] = (payload.pack_votes(query_ids, upload) if c.dp == "gnmax"  # PATE: one class id per id
+                          else compression.encode(query_ids, upload, c.compression, c.top_k))
     elif reply == CLASS_LOGITS:
         classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)
         if byzantine:

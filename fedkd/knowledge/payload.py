@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-IDS, LOGITS, CLIENTS = "ids", "logits", "clients"
+IDS, LOGITS, CLIENTS, VOTES = "ids", "logits", "clients", "votes"
 
 
 class KnowledgeError(ValueError):
@@ -24,6 +24,27 @@ def pack(ids: np.ndarray, logits: np.ndarray) -> ArrayRecord:
         IDS: Array(np.ascontiguousarray(ids, dtype=np.int32)),
         LOGITS: Array(np.ascontiguousarray(logits, dtype=np.float32)),
     })
+
+
+def pack_votes(ids: np.ndarray, logits: np.ndarray) -> ArrayRecord:
+    """One class id per public id (PATE's vote: the argmax), one byte each."""
+    return ArrayRecord({
+        IDS: Array(np.ascontiguousarray(ids, dtype=np.int32)),
+        VOTES: Array(np.ascontiguousarray(np.asarray(logits).argmax(axis=1), dtype=np.uint8)),
+    })
+
+
+def votes_as_logits(record: ArrayRecord, width: int) -> ArrayRecord:
+    """The ids-and-logits record a vote upload stands for: 1 at the voted class, 0
+    elsewhere (its argmax is the vote); raises KnowledgeError when malformed."""
+    if set(record.keys()) != {IDS, VOTES}:
+        raise KnowledgeError(f"expected arrays {{{IDS!r}, {VOTES!r}}}, got {sorted(record.keys())}")
+    ids, votes = unpack_ids(record), record[VOTES].numpy()
+    if votes.dtype != np.uint8 or votes.shape != ids.shape:
+        raise KnowledgeError(f"votes must be one uint8 per id, got {votes.dtype} {votes.shape} for {ids.shape} ids")
+    if votes.size and votes.max() >= width:
+        raise KnowledgeError(f"vote for class {votes.max()}, outside 0..{width - 1}")
+    return pack(ids, np.eye(width, dtype=np.float32)[votes])
 
 
 def pack_ids(ids: np.ndarray) -> ArrayRecord:

@@ -16,7 +16,8 @@ The first two, for strategies whose clients upload soft labels on public ids:
   sensitivity 2C, multiplier σ/2. Rows keep each answer's signal (a probability row
   has norm <= 1); a clipped matrix of 1,000 rows keeps about C/√1000 of each.
 - ``gnmax``: PATE's Gaussian noisy argmax (Papernot et al. 2018) with clients as
-  teachers: each client votes for its argmax class on every public id of the round,
+  teachers: each client votes for its argmax class on every public id of the round
+  (the vote travels as one class id, a byte, per public id),
   the server adds N(0, σ²) to each vote count and the noisy argmax label is the
   teacher signal. Replacing one client changes two counts by one (sensitivity √2);
   the data-independent bound of the round's ``public-subset`` queries composes to

@@ -277,7 +277,10 @@ class KnowledgeStrategy(FedkdStrategy):
         return records
 
     def validate_reply(self, partition_id: int, reply: Message) -> np.ndarray:
-        upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
+        if self.config.dp == "gnmax":  # votes travel as class ids
+            upload = payload.votes_as_logits(reply.content[KNOWLEDGE], self.width)
+        else:
+            upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
         return payload.validate(upload, self._query_ids, self.width)
 
     def aggregate_replies(self, server_round: int, payloads: dict[int, np.ndarray]
