@@ -33,7 +33,6 @@ from fedkd.privacy.mechanisms import BOUNDS, MECHANISMS
 from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS, WEIGHTS
 from fedkd.strategies import STRATEGIES, FedkdStrategy
 
-NOISED_UPLOADS = ("central", "local", "gnmax")  # mechanisms that clip and noise soft labels on public ids
 UPLOADS = {CLASS_LOGITS: "per-class means of its own shard (their classes and the own-upload exclusion reveal "
                          "the shard)",
            WEIGHTS: "weights (local DP of weights is not wired in)"}  # by reply, for refusals
@@ -72,7 +71,7 @@ def changed(config: RunConfig, **changes: Any) -> RunConfig:
 def check_shards(config: RunConfig, sizes: Sequence[int] | None = None) -> None:
     """Rules that need the clients' shard sizes: ``sizes`` (a device's own shard), or
     the simulated partitions'."""
-    if config.dp != "dp-sgd":
+    if not MECHANISMS[config.dp].private_training:
         return
     sizes = sizes if sizes is not None else [len(rows) for rows in partition_indices(config)]
     if config.dp_delta >= 1 / min(sizes):
@@ -137,15 +136,16 @@ def _privacy(config: RunConfig) -> None:
     if not config.dp_delta < 1 / config.clients:
         raise ConfigError("dp-delta", config.dp_delta, f"must be below 1/clients = {1 / config.clients:g}: the "
                           "unit is one client, and δ >= 1/n allows releasing one client's data outright")
-    if config.dp == "none" and (config.dp_noise > 0 or math.isfinite(config.target_epsilon)):
+    mechanism = MECHANISMS[config.dp]
+    if not mechanism.accounting and (config.dp_noise > 0 or math.isfinite(config.target_epsilon)):
         raise ConfigError("dp", config.dp, "--dp-noise and --target-epsilon need a mechanism: "
                           f"--dp {' or --dp '.join(m for m in MECHANISMS if m != 'none')}")
-    if config.dp != "none" and config.dp_noise == 0 and math.isinf(config.target_epsilon):
+    if mechanism.accounting and config.dp_noise == 0 and math.isinf(config.target_epsilon):
         raise ConfigError("dp", config.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
-    if config.dp == "dp-sgd" and config.dp_noise > 0 and math.isfinite(config.target_epsilon):
+    if mechanism.private_training and config.dp_noise > 0 and math.isfinite(config.target_epsilon):
         raise ConfigError("target-epsilon", config.target_epsilon, "with dp-sgd give --dp-noise or "
                           "--target-epsilon (each client calibrates its noise for its shard), not both")
-    if config.dp in NOISED_UPLOADS and config.dp_noise > 0 and math.isfinite(config.target_epsilon):
+    if mechanism.noised_uploads and config.dp_noise > 0 and math.isfinite(config.target_epsilon):
         first = planned_epsilon(config.replace_unchecked(rounds=0), config.dp_noise)
         if first > config.target_epsilon:
             raise ConfigError("target-epsilon", config.target_epsilon, f"round 0 alone spends ε = {first:.3g} "
@@ -198,13 +198,14 @@ def _uploads(strategy: type[FedkdStrategy], config: RunConfig) -> None:
 def _mechanism(strategy: type[FedkdStrategy], config: RunConfig) -> None:
     """Refuse a DP mechanism whose claimed unit would not hold for this strategy."""
     dp = config.dp
-    if dp != "none" and strategy.pools_private_data:
+    mechanism = MECHANISMS[dp]
+    if mechanism.accounting and strategy.pools_private_data:
         raise ConfigError("dp", dp, f"--strategy={strategy.name} trains on the pooled shards with no DP; run it "
                           "without --dp as the non-private reference")
-    if dp == "dp-sgd" and strategy.reply == CLASS_LOGITS:
+    if mechanism.private_training and strategy.reply == CLASS_LOGITS:
         raise ConfigError("dp", dp, f"protects training steps; --strategy={strategy.name} uploads per-class means "
                           "computed from the shard itself, outside any DP-SGD step")
-    if dp not in NOISED_UPLOADS or (dp == "central" and strategy.dp_fedavg):
+    if not mechanism.noised_uploads or (dp == "central" and strategy.dp_fedavg):
         return
     if not (strategy.reply == PUBLIC_LOGITS and config.knowledge == "soft-labels"):
         uploads = (f"--knowledge={config.knowledge}" if config.knowledge != "soft-labels"

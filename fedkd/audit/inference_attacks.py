@@ -28,7 +28,7 @@ from fedkd.data.partition import partition_indices
 from fedkd.knowledge.kinds import KINDS
 from fedkd.knowledge.payload import query_ids
 from fedkd.learning.models import build_model
-from fedkd.privacy.mechanisms import local_release
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS
 from fedkd.results.checkpoint import final_students
 from fedkd.results.store import SERVER_MODEL_FILE, read_metrics, read_run_config, read_summary
@@ -125,9 +125,8 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
         estimate, label_set = np.full(splits.num_classes, np.nan), np.nan
         if reply == PUBLIC_LOGITS:
             upload = views(model, torch.from_numpy(splits.public_x[ids]), KINDS["soft-labels"]).numpy()
-            if config.dp == "local":
-                upload = local_release(upload, config.dp_clip, summary["dp_noise"],
-                                       np.random.default_rng([config.seed, 6, pid, last]))
+            upload = MECHANISMS[config.dp].release(upload, config, summary["dp_noise"],  # local DP's noise
+                                                   np.random.default_rng([config.seed, 6, pid, last]))
             estimate = estimated_histogram(upload)
         elif reply == CLASS_LOGITS:  # one row per class the shard holds: the label set, in the clear
             classes, _ = class_means(model, torch.from_numpy(splits.private_x[rows_of]),

@@ -41,7 +41,7 @@ from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.models import build_model, derive_seed, shared_init_seed
-from fedkd.privacy.mechanisms import local_release
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
     CLASS_LOGITS,
     DP_SGD,
@@ -165,7 +165,8 @@ def train(message: Message, context: Context) -> Message:
     if plan.fate(server_round, pid) == CRASH:
         raise InjectedCrash(f"client {pid} crashed in round {server_round} (injected: crash-rate={c.crash_rate})")
     reply = str(rnd["reply"])
-    private = c.dp == "dp-sgd"  # record-level DP: distillation reads public rows only
+    mechanism = MECHANISMS[c.dp]
+    private = mechanism.private_training  # record-level DP: distillation reads public rows only
     schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
                         1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
     generator = torch.Generator().manual_seed(
@@ -196,12 +197,11 @@ def train(message: Message, context: Context) -> Message:
         query_ids = payload.unpack_ids(content[QUERY])
         v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         upload = client.kind.payload(v, c.batch_size)
-        if c.dp == "local":  # clipped and noised before it leaves the client
-            upload = local_release(upload, c.dp_clip, float(rnd["dp-noise"]),
-                                            np.random.default_rng([c.seed, 6, pid, server_round]))
+        upload = mechanism.release(upload, c, float(rnd["dp-noise"]),  # local DP: noised before it leaves
+                                   np.random.default_rng([c.seed, 6, pid, server_round]))
         if byzantine:
             upload = corrupt(upload, c.attack, plan.attack_rng(server_round, pid))
-        out[KNOWLEDGE] = (payload.pack_votes(query_ids, upload) if c.dp == "gnmax"  # PATE: one class id per id
+        out[KNOWLEDGE] = (payload.pack_votes(query_ids, upload) if mechanism.votes  # PATE: one class id per id
                           else compression.encode(query_ids, upload, c.compression, c.top_k))
     elif reply == CLASS_LOGITS:
         classes, means = class_means(client.model, client.private_x, client.private_y, client.kind)

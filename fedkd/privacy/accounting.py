@@ -22,7 +22,7 @@ from flwr.serverapp import (
 )
 
 from fedkd.config import RunConfig
-from fedkd.privacy.mechanisms import SENSITIVITY, VOTE_SENSITIVITY
+from fedkd.privacy.mechanisms import MECHANISMS
 
 
 @dataclass(frozen=True)
@@ -38,24 +38,14 @@ class Guarantee:
             else f"ε = inf ({self.unit})"
 
 
-UNITS = {"none": "no DP",
-         "central": "client-level, central, replace-one, sampled without replacement",
-         "central-rows": "client-level, central, replace-one (√2 per public id's probabilities), sampled without "
-                         "replacement",
-         "local": "client-level, local, any two data sets of one client; worst client",
-         "gnmax": "client-level, votes on public ids, replace-one, data-independent GNMax bound",
-         "dp-sgd": "record-level, one sample of a client's shard, add/remove, Poisson batches; worst client"}
-
-
 class Accountant:
     """ε spent by a run so far: one Gaussian release per aggregation (central), or per
     upload of each client (local). ``would_exceed`` tells whether the next round fits."""
 
     def __init__(self, config: RunConfig, noise: float):
         self.config, self.noise = config, noise
-        self.mechanism = config.dp
-        self.central = (self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism in ("central", "gnmax")
-                        else None)
+        self.mechanism = MECHANISMS[config.dp]
+        self.central = self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism.accounting == "round" else None
         self.uploads: dict[int, int] = {}  # partition id -> uploads so far (local)
         self.reported: dict[int, float] = {}  # partition id -> ε its DP-SGD accountant reported (dp-sgd)
 
@@ -75,15 +65,10 @@ class Accountant:
                                            neighboring_relation=relation, sampling_method=sampling))
 
     def _event(self, sample_size: int) -> GaussianPrivacyEvent:
-        """One round's release as one Gaussian mechanism on the sampled clients. GNMax and
-        central DP with bounded rows answer ``public-subset`` queries from the same sample,
-        each Gaussian with multiplier noise/√2: together one Gaussian of multiplier
-        noise/√(2·queries)."""
-        per_row = self.mechanism == "gnmax" or (self.mechanism == "central" and self.config.dp_bound == "rows")
-        multiplier = (self.noise / VOTE_SENSITIVITY / math.sqrt(self.config.public_subset)
-                      if per_row else self.noise / SENSITIVITY)
-        return GaussianPrivacyEvent(noise_multiplier=multiplier, sample_size=sample_size,
-                                    population_size=self.config.clients)
+        """One release (a round's aggregate, or one client's upload) as one Gaussian
+        mechanism of the mechanism's multiplier on ``sample_size`` clients."""
+        return GaussianPrivacyEvent(noise_multiplier=self.mechanism.multiplier(self.config, self.noise),
+                                    sample_size=sample_size, population_size=self.config.clients)
 
     def local_epsilon(self, uploads: int) -> float:
         """ε of one client after ``uploads`` noised uploads (no amplification)."""
@@ -105,30 +90,30 @@ class Accountant:
         self.reported[partition_id] = epsilon
 
     def would_exceed(self, sampled: list[int], budget: float) -> bool:
-        if self.mechanism in ("none", "dp-sgd") or not math.isfinite(budget):  # dp-sgd: calibrated per client
-            return False
+        if self.mechanism.accounting not in ("round", "upload") or not math.isfinite(budget):
+            return False  # no DP, or clients that calibrate their own noise (dp-sgd)
         if self.central is not None:
             return self.central.would_exceed(self._event(len(sampled)), max_epsilon=budget)
         return self.local_epsilon(max((self.uploads.get(p, 0) for p in sampled), default=0) + 1) > budget
 
     def spent(self) -> Guarantee:
-        if self.mechanism == "none":
+        accounting = self.mechanism.accounting
+        if not accounting:
             eps = math.inf
-        elif self.central is not None:
+        elif accounting == "round":
             eps = self.central.get_epsilon(self.config.dp_delta) if self.central.num_releases else 0.0
-        elif self.mechanism == "dp-sgd":
+        elif accounting == "client":
             eps = max(self.reported.values(), default=0.0)
         else:
             eps = self.local_epsilon(max(self.uploads.values(), default=0))
-        rows = self.mechanism == "central" and self.config.dp_bound == "rows"
-        return Guarantee(eps, self.config.dp_delta, UNITS["central-rows" if rows else self.mechanism])
+        return Guarantee(eps, self.config.dp_delta, self.mechanism.unit(self.config))
 
 
 def planned_epsilon(config: RunConfig, noise: float) -> float:
     """ε after a full run with noise multiplier ``noise``: every client's release in round 0,
     then ``rounds`` releases of the sampled clients (the worst client, for local DP)."""
     accountant = Accountant(config, noise)
-    if config.dp == "local":
+    if accountant.mechanism.accounting == "upload":
         return accountant.local_epsilon(config.rounds + 1)  # a client sampled in every round
     if accountant.central is None:
         return accountant.spent().epsilon
@@ -154,7 +139,8 @@ def calibrate_noise(config: RunConfig, target: float, tolerance: float = 1e-3) -
 def run_noise(config: RunConfig) -> float:
     """The noise multiplier the run uses: ``dp-noise``, or calibrated to ``target-epsilon``
     (for dp-sgd each client calibrates its own, for its shard size: 0 here)."""
-    if config.dp == "none" or (config.dp == "dp-sgd" and config.dp_noise == 0):
+    mechanism = MECHANISMS[config.dp]
+    if not mechanism.accounting or (mechanism.private_training and config.dp_noise == 0):
         return 0.0
     if config.dp_noise > 0:
         return config.dp_noise

@@ -33,12 +33,14 @@ What each release costs is counted in ``fedkd.privacy.accounting``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
+from scipy.special import softmax
 
-from fedkd.config import Registry
+from fedkd.config import Registry, RunConfig
 
-MECHANISMS = Registry("dp", ("none", "central", "local", "gnmax", "dp-sgd"))
 BOUNDS = Registry("dp-bound", ("rows", "matrix"))  # what bounds one client's upload under --dp central
 SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
 VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote (or probability row) moves its row by <= √2
@@ -88,3 +90,105 @@ def local_release(upload: np.ndarray, bound: float, noise: float, rng: np.random
     """Local DP: one client's upload clipped and noised before it leaves the client."""
     clipped = clip(upload.astype(np.float64), bound)
     return (clipped + rng.normal(0.0, noise * bound, size=upload.shape)).astype(upload.dtype)
+
+
+def row_mean_of_logits(uploads: list[np.ndarray], noise: float, rng: np.random.Generator,
+                       temperature: float) -> np.ndarray:
+    """``noisy_row_mean`` of logits: probabilities at ``temperature`` in, logits out."""
+    probabilities = [softmax(z.astype(np.float64) / temperature, axis=1) for z in uploads]
+    return log_probabilities(noisy_row_mean(probabilities, noise, rng), temperature)
+
+
+Combine = Callable[[list[np.ndarray]], np.ndarray]
+
+
+class Mechanism:
+    """One ``--dp`` mechanism: what a client does to its upload before it leaves
+    (``release``, ``votes``), what the server does to the uploads (``combiner``), and how
+    a round is counted: ``accounting`` is "round" (one Gaussian release per round on the
+    sampled clients, amplified by the sampling), "upload" (one Gaussian per client
+    upload, no amplification), "client" (each client's own accountant) or "" (no DP);
+    ``multiplier`` is the noise multiplier of one such release. Adding a mechanism is a
+    subclass here and a line in ``MECHANISMS``."""
+
+    name = ""
+    accounting = ""
+    noised_uploads = False  # clips and noises soft labels on public ids: uploads must be those, unmodified
+    private_training = False  # record-level: clients train on their shard privately (DP-SGD)
+    votes = False  # uploads travel as one class id per public id
+
+    def unit(self, config: RunConfig) -> str:
+        return "no DP"
+
+    def multiplier(self, config: RunConfig, noise: float) -> float:
+        return math.inf
+
+    def release(self, upload: np.ndarray, config: RunConfig, noise: float, rng: np.random.Generator) -> np.ndarray:
+        """The upload as it leaves the client."""
+        return upload
+
+    def combiner(self, config: RunConfig, noise: float, rng: np.random.Generator, temperature: float,
+                 probabilities: bool) -> Combine | None:
+        """The server's rule for a round's uploads (logits, or probability rows when
+        ``probabilities``), or None: the strategy's own rule."""
+        return None
+
+
+class Central(Mechanism):
+    name, accounting, noised_uploads = "central", "round", True
+
+    def unit(self, config: RunConfig) -> str:
+        bound = " (√2 per public id's probabilities)" if config.dp_bound == "rows" else ""
+        return f"client-level, central, replace-one{bound}, sampled without replacement"
+
+    def multiplier(self, config: RunConfig, noise: float) -> float:
+        if config.dp_bound == "rows":  # the round's rows: composed Gaussian queries of sensitivity √2
+            return noise / VOTE_SENSITIVITY / math.sqrt(config.public_subset)
+        return noise / SENSITIVITY
+
+    def combiner(self, config, noise, rng, temperature, probabilities):
+        if config.dp_bound == "matrix":
+            return partial(noisy_mean, bound=config.dp_clip, noise=noise, rng=rng)
+        if probabilities:
+            return partial(noisy_row_mean, noise=noise, rng=rng)
+        return partial(row_mean_of_logits, noise=noise, rng=rng, temperature=temperature)
+
+
+class GNMax(Mechanism):
+    name, accounting, noised_uploads, votes = "gnmax", "round", True, True
+
+    def unit(self, config: RunConfig) -> str:
+        return "client-level, votes on public ids, replace-one, data-independent GNMax bound"
+
+    def multiplier(self, config: RunConfig, noise: float) -> float:
+        return noise / VOTE_SENSITIVITY / math.sqrt(config.public_subset)
+
+    def combiner(self, config, noise, rng, temperature, probabilities):
+        return partial(noisy_votes, noise=noise, rng=rng)
+
+
+class Local(Mechanism):
+    name, accounting, noised_uploads = "local", "upload", True
+
+    def unit(self, config: RunConfig) -> str:
+        return "client-level, local, any two data sets of one client; worst client"
+
+    def multiplier(self, config: RunConfig, noise: float) -> float:
+        return noise / SENSITIVITY
+
+    def release(self, upload, config, noise, rng):
+        return local_release(upload, config.dp_clip, noise, rng)
+
+
+class DPSGD(Mechanism):
+    name, accounting, private_training = "dp-sgd", "client", True
+
+    def unit(self, config: RunConfig) -> str:
+        return "record-level, one sample of a client's shard, add/remove, Poisson batches; worst client"
+
+
+class NoDP(Mechanism):
+    name = "none"
+
+
+MECHANISMS: Registry = Registry("dp", {m.name: m for m in (NoDP(), Central(), Local(), GNMax(), DPSGD())})

@@ -16,7 +16,6 @@ import logging
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,15 +29,14 @@ from flwr.app import (
 )
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
-from scipy.special import softmax
 
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits
 from fedkd.faults import robust
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
-from fedkd.privacy import mechanisms
 from fedkd.privacy.accounting import Accountant, run_noise
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
     KNOWLEDGE,
     METRICS,
@@ -239,23 +237,9 @@ class KnowledgeStrategy(FedkdStrategy):
         """The run's rule for combining the parties' payloads (``aggregator``), or with
         central DP the noised mean of clipped payloads."""
         c = self.config
-        if c.dp == "central" and c.dp_bound == "rows":
-            return self._private_row_mean
-        if c.dp == "central":
-            return partial(mechanisms.noisy_mean, bound=c.dp_clip, noise=self.dp_noise, rng=self.dp_rng)
-        if c.dp == "gnmax":
-            return partial(mechanisms.noisy_votes, noise=self.dp_noise, rng=self.dp_rng)
-        return robust.combiner(c.aggregator, c.robust_frac)
-
-    def _private_row_mean(self, payloads: list[np.ndarray]) -> np.ndarray:
-        """Central DP with bounded rows, in the space the strategy combines in: logits
-        become probabilities at the clients' temperature and the noisy mean goes back to
-        logits; a strategy that combines probabilities gets probabilities."""
-        if self.combines_probabilities:
-            return mechanisms.noisy_row_mean(payloads, self.dp_noise, self.dp_rng)
-        t = self.client_temperature()
-        probabilities = [softmax(z.astype(np.float64) / t, axis=1) for z in payloads]
-        return mechanisms.log_probabilities(mechanisms.noisy_row_mean(probabilities, self.dp_noise, self.dp_rng), t)
+        private = MECHANISMS[c.dp].combiner(c, self.dp_noise, self.dp_rng, self.client_temperature(),
+                                            self.combines_probabilities)
+        return private if private is not None else robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
@@ -277,7 +261,7 @@ class KnowledgeStrategy(FedkdStrategy):
         return records
 
     def validate_reply(self, partition_id: int, reply: Message) -> np.ndarray:
-        if self.config.dp == "gnmax":  # votes travel as class ids
+        if MECHANISMS[self.config.dp].votes:  # votes travel as class ids
             upload = payload.votes_as_logits(reply.content[KNOWLEDGE], self.width)
         else:
             upload = compression.decode(reply.content[KNOWLEDGE], self.config.compression, self.width)
