@@ -77,8 +77,8 @@ class RunConfig:
     dp: str = _opt("none", "differential privacy: none, central (the server clips and noises the aggregate "
                            "of uploads), local (each client noises its upload), gnmax (PATE: noisy argmax of "
                            "client votes), dp-sgd (record-level: clients train on their shard with DP-SGD)")
-    dp_noise: float = _opt(0.0, "noise multiplier σ: Gaussian noise of std σ·dp-clip (gnmax: σ votes; 0: "
-                                "calibrated to target-epsilon for the planned rounds)")
+    dp_noise: float = _opt(0.0, "σ: Gaussian noise of std σ per entry (dp-bound rows, gnmax) or σ·dp-clip "
+                                "(matrix, local, dp-sgd); 0: calibrated to target-epsilon for the planned rounds")
     dp_bound: str = _opt("rows", "what bounds one client's upload under --dp central: rows (each public id's "
                                  "probabilities at the run's temperature; noise std dp-noise per entry) or matrix "
                                  "(the whole ids x classes logit matrix clipped to dp-clip)")

@@ -24,6 +24,7 @@ from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import DATASETS
 from fedkd.data.partition import label_histograms
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.results.checkpoint import CheckpointError
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import (
@@ -125,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     write_json(run_dir / SUMMARY_FILE, s)
     for line in accuracy_lines(s):
         say(line)
-    if s["dp"] != "none":
-        noise = "noise calibrated per client" if s["dp"] == "dp-sgd" and not s["dp_noise"] else \
-            f"noise multiplier {s['dp_noise']:.3g}"
+    mechanism = MECHANISMS[config.dp]
+    if mechanism.accounting:
+        noise = "noise calibrated per client" if mechanism.private_training and not s["dp_noise"] else \
+            f"noise σ = {s['dp_noise']:.3g}"
         say(f"privacy ({s['dp']}, {noise}): ε = {s['epsilon']:.3g} at "
             f"δ = {s['dp_delta']:g}, {s['dp_unit']}")
     if s["stopped_early"]:

@@ -35,6 +35,7 @@ from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
+from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.results.plots import plot_clients, plot_tradeoff
 from fedkd.results.store import read_summary, write_atomic
 from fedkd.strategies import STRATEGIES
@@ -81,7 +82,7 @@ def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_cli
     auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)
     tpr = attacks[[c for c in attacks if c.endswith("_tpr@0.001")]].max(axis=1)
     return {"clients": config.clients, "strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
-            "delta": s["dp_delta"] if config.dp != "none" else float("nan"), "unit": s["dp_unit"],
+            "delta": s["dp_delta"] if MECHANISMS[config.dp].accounting else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
             "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
             "label_set": attacks["label_set_exact"].mean(),
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="privacy budgets ε (default: 0.5,1,2,4,8,inf; inf = no DP)")
     parser.add_argument("--strategies", default="fedmd,dsfl", metavar="LIST",
                         help="strategies to compare (default: fedmd,dsfl)")
-    parser.add_argument("--mechanism", choices=("central", "local", "gnmax", "dp-sgd"), default="central",
+    parser.add_argument("--mechanism", choices=[m for m in MECHANISMS if MECHANISMS[m].accounting], default="central",
                         help="DP mechanism of the private runs (default: central)")
     parser.add_argument("--attack-clients", type=int, default=20, metavar="N",
                         help="clients of the last round whose students are attacked (default: 20)")
