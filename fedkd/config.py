@@ -41,7 +41,10 @@ class RunConfig:
     alpha: float = _opt(0.5, "Dirichlet concentration (partition=dirichlet)")
     classes_per_client: int = _opt(2, "classes per client (partition=pathological)")
     public_size: int = _opt(4000, "size of the public proxy set")
-    public_subset: int = _opt(1000, "public samples drawn afresh each round")
+    public_subset: int = _opt(1000, "public samples drawn afresh each round (the queries each client answers; "
+                                    "under DP, the queries the budget pays for)")
+    teacher_size: int = _opt(0, "public ids the server model's teacher signal covers (feddf-logits; 0: the round's "
+                                "public-subset); post-processing of the server model, at no privacy cost")
     models: str = _opt("cnn-s,mlp-s", "student architectures, round-robin")
     temperature: float = _opt(2.0, "distillation temperature T")
     kd_weight: float = _opt(0.5, "weight of the soft loss against the hard loss")
@@ -187,7 +190,8 @@ _FRACTION = (_fraction(), "a fraction in [0, 1)")
 
 FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clients": _AT_LEAST_1, "rounds": _AT_LEAST_1, "alpha": _POSITIVE, "classes-per-client": _AT_LEAST_1,
-    "public-size": _AT_LEAST_1, "public-subset": _AT_LEAST_1, "models": (bool, "a comma-separated list of models"),
+    "public-size": _AT_LEAST_1, "public-subset": _AT_LEAST_1, "teacher-size": _AT_LEAST_0,
+    "models": (bool, "a comma-separated list of models"),
     "temperature": _POSITIVE, "kd-weight": (_fraction(high_open=False), "must be in [0, 1]"),
     "embed-dim": _AT_LEAST_1, "fraction": (_fraction(low_open=True, high_open=False), "must be in (0, 1]"),
     "init-epochs": _AT_LEAST_0, "distill-epochs": _AT_LEAST_0, "local-epochs": _AT_LEAST_0,

@@ -103,8 +103,10 @@ def _sizes(config: RunConfig) -> None:
     if config.public_size > spec.public_max:
         raise ConfigError("public-size", config.public_size,
                           f"{config.dataset} has {spec.public_max} public samples; use 1..{spec.public_max}")
-    if config.public_subset > config.public_size:
-        raise ConfigError("public-subset", config.public_subset, f"must be <= public-size ({config.public_size})")
+    for key in ("public-subset", "teacher-size"):
+        value = getattr(config, key.replace("-", "_"))
+        if value > config.public_size:
+            raise ConfigError(key, value, f"must be <= public-size ({config.public_size})")
     most = spec.private // MIN_PRIVATE_PER_CLIENT
     if config.clients > most:
         raise ConfigError("clients", config.clients,
@@ -179,6 +181,9 @@ def _knowledge(strategy: type[FedkdStrategy], config: RunConfig) -> None:
         raise ConfigError("online", config.online, f"--strategy={strategy.name} has no public-set teacher signal "
                           "for a server model to join; online distillation runs with "
                           f"{_which(lambda s: s.public_teacher)}")
+    if config.teacher_size and not strategy.server_model_teacher:
+        raise ConfigError("teacher-size", config.teacher_size, f"--strategy={strategy.name} sends no server-model "
+                          f"teacher; a teacher of its own size runs with {_which(lambda s: s.server_model_teacher)}")
     if config.aggregator != "mean" and not strategy.public_teacher:
         raise ConfigError("aggregator", config.aggregator, f"--strategy={strategy.name} has no knowledge on public "
                           f"ids to combine robustly; robust aggregators run with {_which(lambda s: s.public_teacher)}")

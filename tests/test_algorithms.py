@@ -202,3 +202,11 @@ def test_uplink_sizes_follow_what_each_strategy_sends():
     weights = ArrayRecord(model.state_dict())
     params = sum(a.numpy().size for a in weights.values())
     assert params * 4 < size["fedavg"] - size["local"] < params * 4 + len(weights) * header  # float32 weights
+
+def test_a_server_model_teacher_covers_teacher_size_public_ids(tmp_path):
+    config = tiny_config().replace(strategy="feddf-logits", rounds=1, teacher_size=250)
+    run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
+    teacher = np.load(tmp_path / "teacher.npz")
+    assert len(teacher["ids"]) == 250 and len(np.unique(teacher["ids"])) == 250 and teacher["logits"].shape == (250, 10)
+    with pytest.raises(ConfigError, match="runs with feddf-logits"):
+        rules.changed(tiny_config(), teacher_size=250)  # fedmd's teacher is the aggregate itself

@@ -96,6 +96,13 @@ def validate_by_class(record: ArrayRecord, num_classes: int, width: int) -> tupl
     return ids, logits
 
 
+def teacher_ids(config, server_round: int) -> np.ndarray:
+    """The public ids a server model's teacher signal covers in ``server_round`` with
+    ``teacher-size`` (sorted; drawn afresh each round)."""
+    rng = np.random.default_rng([config.seed, 7, server_round])
+    return np.sort(rng.choice(config.public_size, size=config.teacher_size, replace=False))
+
+
 def query_ids(config, server_round: int) -> np.ndarray:
     """The public ids clients are asked about in ``server_round``: a fresh random subset
     of the public set each round (sorted ids)."""

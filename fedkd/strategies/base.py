@@ -73,6 +73,7 @@ class FedkdStrategy(Strategy):
     min_local_epochs = 0  # 1 where clients learn from nothing but their shard
     kinds: tuple[str, ...] | None = ("soft-labels",)  # knowledge kinds it carries; None: exchanges none
     public_teacher = False  # True: the teacher signal is knowledge on public ids (online, robust aggregators)
+    server_model_teacher = False  # True: the teacher is the server model's predictions (teacher-size applies)
     dp_fedavg = False  # True: --dp central is DP-FedAvg (clipped updates, noised mean) through Flower
     one_architecture = False  # True: every client must have the same architecture (parameter averaging)
     pools_private_data = False  # True: the server trains on the pooled shards (a non-private bound)
@@ -246,9 +247,9 @@ class KnowledgeStrategy(FedkdStrategy):
         """The aggregate of the parties' logits on the round's public ids (ordered by
         partition id; online, the server model's come last)."""
 
-    def teacher_from(self, public_x: np.ndarray, aggregate: np.ndarray) -> np.ndarray:
-        """The teacher signal sent to clients: the aggregate itself, by default."""
-        return aggregate
+    def teacher_from(self, server_round: int, aggregate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(public ids, logits) sent to clients: the aggregate on the round's ids, by default."""
+        return self._query_ids, aggregate
 
     def query_ids(self, server_round: int) -> np.ndarray:
         return payload.query_ids(self.config, server_round)
@@ -276,8 +277,7 @@ class KnowledgeStrategy(FedkdStrategy):
         aggregate = self.aggregate(logits)
         if self.server_model is not None:
             self.server_model.distill(public_x, aggregate)
-        teacher = self.teacher_from(public_x, aggregate)
-        return payload.pack(self._query_ids, teacher), MetricRecord({"aggregated": len(payloads)})
+        return payload.pack(*self.teacher_from(server_round, aggregate)), MetricRecord({"aggregated": len(payloads)})
 
     def soft_label_teacher(self, arrays: ArrayRecord) -> tuple[np.ndarray, np.ndarray] | None:
         if len(arrays) == 0 or self.kind.name != "soft-labels":

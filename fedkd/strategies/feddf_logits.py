@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedkd.knowledge import payload
 from fedkd.strategies.base import KnowledgeStrategy
 
 
 class FedDFLogits(KnowledgeStrategy):
     name = "feddf-logits"
     has_server_model = True
+    server_model_teacher = True
 
     def aggregate(self, logits: list[np.ndarray]) -> np.ndarray:
         return self.combine(logits).astype(np.float32)
 
-    def teacher_from(self, public_x: np.ndarray, aggregate: np.ndarray) -> np.ndarray:
-        return self.server_model.predict(public_x)
+    def teacher_from(self, server_round: int, aggregate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The server model's logits on the round's ids or, with ``teacher-size``, on that
+        many public ids: post-processing of what it learnt, so under DP at no extra cost."""
+        ids = payload.teacher_ids(self.config, server_round) if self.config.teacher_size else self._query_ids
+        return ids, self.server_model.predict(self.splits.public_x[ids])
