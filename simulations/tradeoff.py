@@ -41,6 +41,8 @@ from fedkd.results.store import read_summary, write_atomic
 from fedkd.strategies import STRATEGIES
 
 LOCAL_ONLY = "local"
+NOTHING_SHARED = {"online": 0, "teacher_size": 0, "compression": "none", "byzantine_frac": 0.0, "aggregator": "mean",
+                  "dp": "none", "dp_noise": 0.0, "target_epsilon": math.inf}  # the local-only reference's options
 COLUMNS = {"clients": "clients", "strategy": "strategy", "mechanism": "mechanism", "target": "target ε",
            "epsilon": "ε spent", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
            "acc_p10": "p10", "teacher_acc": "teacher",
@@ -112,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-counts", metavar="LIST",
                         help="run the whole grid once per number of clients, e.g. 100,300,1000 (default: --clients)")
     args = parser.parse_args(argv)
-    base = resolve(parser, args)
-    eps = parse_eps(parser, args.eps)
     strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
+    base = resolve(parser, args, strategy=strategies[0])  # flags are checked against a strategy that runs
+    eps = parse_eps(parser, args.eps)
     if args.attack_clients < 1:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")
     counts = comma_list(parser, "client-counts", args.client_counts, convert=int) if args.client_counts \
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--client-counts={args.client_counts}: with {n} clients, --{err.key}={err.value}: "
                          f"{err.allowed}")
         cells += [(n, *cell) for cell in configs(scenario, strategies, eps, args.mechanism)]
-        cells.append((n, LOCAL_ONLY, math.inf, scenario.replace(strategy=LOCAL_ONLY)))
+        cells.append((n, LOCAL_ONLY, math.inf, rules.changed(scenario, strategy=LOCAL_ONLY, **NOTHING_SHARED)))
     for n in counts:
         prepare_data(parser, base.replace(clients=n))
     out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
