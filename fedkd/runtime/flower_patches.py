@@ -13,9 +13,10 @@ messages of *other* nodes are dropped when their own node polls instead of now.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import flwr
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
-from flwr.supercore.date import now
 
 PATCHED_VERSIONS = ("1.42.",)
 _INDEX = "_fedkd_message_ins_by_node"
@@ -52,7 +53,7 @@ def _get_message_ins(self, node_id, limit, *, run_id=None):
                 message_ins_list.append(msg_ins)
             if limit and len(message_ins_list) == limit:
                 break
-    delivered_at = now().isoformat()
+    delivered_at = datetime.now(tz=UTC).isoformat()  # as Flower's own timestamp
     for msg_ins in message_ins_list:
         msg_ins.metadata.delivered_at = delivered_at
     return message_ins_list
