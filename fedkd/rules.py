@@ -164,7 +164,7 @@ def _which(accepts: Callable[[type[FedkdStrategy]], bool]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def uploads_soft_labels(strategy: type[FedkdStrategy], knowledge: str) -> bool:
+def _uploads_soft_labels(strategy: type[FedkdStrategy], knowledge: str) -> bool:
     """Whether clients upload soft labels (on public ids or per class) under ``strategy``."""
     return strategy.reply in (PUBLIC_LOGITS, CLASS_LOGITS) and knowledge == "soft-labels"
 
@@ -193,11 +193,11 @@ def _uploads(strategy: type[FedkdStrategy], config: RunConfig) -> None:
     """Compression and Byzantine attacks act on uploaded soft labels."""
     for key, value, what in (("compression", config.compression != "none", "compresses"),
                              ("byzantine-frac", config.byzantine_frac > 0, "attacks corrupt")):
-        if value and not uploads_soft_labels(strategy, config.knowledge):
+        if value and not _uploads_soft_labels(strategy, config.knowledge):
             raise ConfigError(key, getattr(config, key.replace("-", "_")),
                               f"{what} uploaded soft labels; --strategy={strategy.name} with "
                               f"--knowledge={config.knowledge} uploads none (use "
-                              f"{_which(lambda s: uploads_soft_labels(s, 'soft-labels'))} with soft-labels)")
+                              f"{_which(lambda s: _uploads_soft_labels(s, 'soft-labels'))} with soft-labels)")
 
 
 def _mechanism(strategy: type[FedkdStrategy], config: RunConfig) -> None:

@@ -121,17 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")
     counts = comma_list(parser, "client-counts", args.client_counts, convert=int) if args.client_counts \
         else [base.clients]
-    cells = []
+    cells, scenarios = [], []
     for n in counts:  # every run is checked before the first starts
         try:
-            scenario = rules.changed(base, clients=n)
+            scenarios.append(rules.changed(base, clients=n))
         except ConfigError as err:
             parser.error(f"--client-counts={args.client_counts}: with {n} clients, --{err.key}={err.value}: "
                          f"{err.allowed}")
-        cells += [(n, *cell) for cell in configs(scenario, strategies, eps, args.mechanism)]
-        cells.append((n, LOCAL_ONLY, math.inf, rules.changed(scenario, strategy=LOCAL_ONLY, **NOTHING_SHARED)))
-    for n in counts:
-        prepare_data(parser, base.replace(clients=n))
+        cells += [(n, *cell) for cell in configs(scenarios[-1], strategies, eps, args.mechanism)]
+        cells.append((n, LOCAL_ONLY, math.inf, rules.changed(scenarios[-1], strategy=LOCAL_ONLY, **NOTHING_SHARED)))
+    for scenario in scenarios:
+        prepare_data(parser, scenario)
     out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {args.mechanism} DP, "

@@ -96,16 +96,20 @@ def validate_by_class(record: ArrayRecord, num_classes: int, width: int) -> tupl
     return ids, logits
 
 
+def _public_ids(config, stream: int, server_round: int, size: int) -> np.ndarray:
+    """``size`` distinct public ids drawn afresh for ``server_round`` (sorted)."""
+    rng = np.random.default_rng([config.seed, stream, server_round])
+    return np.sort(rng.choice(config.public_size, size=size, replace=False))
+
+
 def teacher_ids(config, server_round: int) -> np.ndarray:
     """The public ids a server model's teacher signal covers in ``server_round`` with
-    ``teacher-size`` (sorted; drawn afresh each round)."""
-    rng = np.random.default_rng([config.seed, 7, server_round])
-    return np.sort(rng.choice(config.public_size, size=config.teacher_size, replace=False))
+    ``teacher-size``."""
+    return _public_ids(config, 7, server_round, config.teacher_size)
 
 
 def query_ids(config, server_round: int) -> np.ndarray:
     """The public ids clients are asked about in ``server_round``: a fresh random subset
-    of the public set each round (sorted ids)."""
-    rng = np.random.default_rng([config.seed, 2, server_round])
-    return np.sort(rng.choice(config.public_size, size=config.public_subset, replace=False))
+    of the public set each round."""
+    return _public_ids(config, 2, server_round, config.public_subset)
 
