@@ -34,6 +34,9 @@ BAD = {  # name -> (overrides of the defaults, the key refused)
     "knowledge a strategy cannot carry": ({"strategy": "dsfl", "knowledge": "relational"}, "knowledge"),
     "faults without a deadline": ({"drop-rate": 0.2}, "drop-rate"),
     "delta above 1/clients": ({**DIGITS, "dp": "central", "dp-noise": 1.0, "dp-delta": 0.3}, "dp-delta"),
+    "unknown DP bound": ({"dp": "central", "dp-noise": 1.0, "dp-bound": "cells"}, "dp-bound"),
+    "a teacher size without a server-model teacher": ({"teacher-size": 500}, "teacher-size"),
+    "a teacher larger than the public set": ({"strategy": "feddf-logits", "teacher-size": 5000}, "teacher-size"),
 }
 
 
