@@ -36,13 +36,24 @@ class RunConfig:
     rounds: int = _opt(10, "communication rounds after the local-only round 0")
     strategy: str = _opt("fedmd", "server strategy: fedmd, feddf, feddf-logits, dsfl, feddistill, fedavg, "
                                   "local, centralized")
-    dataset: str = _opt("mnist1d", "data set name")
-    partition: str = _opt("dirichlet", "private-pool partitioner")
+    dataset: str = _opt("mnist1d", "data set: mnist1d, digits, mnist-5k (built in), hf:<hub name> or "
+                                   "path:<folder or file> (save_to_disk folder, parquet, csv, image folder)")
+    input_column: str = _opt("", "input column of an hf: or path: data set (default: detected)")
+    label_column: str = _opt("", "label column of an hf: or path: data set (default: detected)")
+    public_dataset: str = _opt("", "draw the public proxy set from another data set (same forms as dataset; "
+                                   "default: the run's data set)")
+    public_labels: int = _opt(0, "1: every client first trains on the labelled public set, then on its shard "
+                                 "(FedMD's transfer-learning step, in round 0)")
+    partition: str = _opt("dirichlet", "private-pool partitioner: iid, dirichlet, pathological, natural "
+                                       "(one client per value of partition-column)")
+    partition_column: str = _opt("", "the column whose values name the clients (partition natural, e.g. a writer "
+                                     "id)")
     alpha: float = _opt(0.5, "Dirichlet concentration (partition=dirichlet)")
     classes_per_client: int = _opt(2, "classes per client (partition=pathological)")
-    public_size: int = _opt(4000, "size of the public proxy set")
-    public_subset: int = _opt(1000, "public samples drawn afresh each round (the queries each client answers; "
-                                    "under DP, the queries the budget pays for)")
+    public_size: int = _opt(0, "size of the public proxy set (0: every public row the data set has, e.g. 4,000 "
+                               "for mnist1d)")
+    public_subset: int = _opt(0, "public samples drawn afresh each round (the queries each client answers; "
+                                 "under DP, the queries the budget pays for; 0: up to 1,000)")
     teacher_size: int = _opt(0, "public ids the server model's teacher signal covers (feddf-logits; 0: the round's "
                                 "public-subset); post-processing of the server model, at no privacy cost")
     models: str = _opt("cnn-s,mlp-s", "student architectures, round-robin")
@@ -57,6 +68,8 @@ class RunConfig:
     local_epochs: int = _opt(0, "private epochs per round (at least 1 for local, fedavg, feddf, "
                                 "feddistill and centralized, whose clients learn only from their shard)")
     batch_size: int = _opt(64, "mini-batch size")
+    augment: str = _opt("none", "augmentation of private image batches: none, crop (random 2-pixel shifts), "
+                                "crop-flip (and horizontal flips)")
     lr: float = _opt(3e-3, "Adam learning rate")
     server_model: str = _opt("cnn-s", "architecture of the server model (feddf-logits, dsfl, online)")
     server_epochs: int = _opt(10, "most epochs of server-side distillation (early stopping on validation)")
@@ -190,7 +203,9 @@ _FRACTION = (_fraction(), "a fraction in [0, 1)")
 
 FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "clients": _AT_LEAST_1, "rounds": _AT_LEAST_1, "alpha": _POSITIVE, "classes-per-client": _AT_LEAST_1,
-    "public-size": _AT_LEAST_1, "public-subset": _AT_LEAST_1, "teacher-size": _AT_LEAST_0,
+    "public-size": (lambda v: v >= 0, "must be >= 0 (0: the data set's default)"),
+    "public-subset": (lambda v: v >= 0, "must be >= 0 (0: the data set's default)"),
+    "public-labels": (lambda v: v in (0, 1), "0 (off) or 1 (on)"), "teacher-size": _AT_LEAST_0,
     "models": (bool, "a comma-separated list of models"),
     "temperature": _POSITIVE, "kd-weight": (_fraction(high_open=False), "must be in [0, 1]"),
     "embed-dim": _AT_LEAST_1, "fraction": (_fraction(low_open=True, high_open=False), "must be in (0, 1]"),

@@ -20,12 +20,21 @@ from functools import lru_cache
 from typing import Any
 
 from fedkd.config import ConfigError, RunConfig
-from fedkd.data.datasets import DATASETS, MIN_PRIVATE_PER_CLIENT
+from fedkd.data.datasets import (
+    DATASETS,
+    MIN_PRIVATE_PER_CLIENT,
+    dataset_spec,
+    default_sizes,
+    load_splits,
+    public_spec,
+)
+from fedkd.data.external import is_external
 from fedkd.data.partition import PARTITIONERS, partition_indices
 from fedkd.faults.byzantine import ATTACKS
 from fedkd.faults.robust import AGGREGATORS
 from fedkd.knowledge.compression import SCHEMES
 from fedkd.knowledge.kinds import KINDS
+from fedkd.learning.augment import AUGMENTS
 from fedkd.learning.losses import SOFT_LOSSES
 from fedkd.learning.models import MODELS
 from fedkd.privacy.accounting import planned_epsilon
@@ -39,10 +48,18 @@ UPLOADS = {CLASS_LOGITS: "per-class means of its own shard (their classes and th
 
 
 def load(run_config: Mapping[str, Any]) -> RunConfig:
-    """The run configuration of kebab-case ``run_config``, every rule checked."""
-    config = RunConfig.from_run_config(run_config)
-    check(config)
-    return config
+    """The run configuration of kebab-case ``run_config``, every rule checked, with the
+    data set's defaults in the values it leaves to the data set."""
+    return complete(RunConfig.from_run_config(run_config))
+
+
+def complete(config: RunConfig) -> RunConfig:
+    """``config`` checked, its ``0 = the data set's default`` sizes filled in."""
+    config.check_fields()
+    _names(config)
+    filled = config.replace_unchecked(**default_sizes(config))
+    check(filled)
+    return filled
 
 
 @lru_cache(maxsize=16)
@@ -51,6 +68,11 @@ def check(config: RunConfig) -> None:
     the configuration of every message they get)."""
     config.check_fields()
     _names(config)
+    for key in ("public-size", "public-subset"):
+        if not getattr(config, key.replace("-", "_")):
+            raise ConfigError(key, 0, "the data set's default is filled in by rules.complete; check a completed "
+                              "configuration")
+    _data(config)
     _sizes(config)
     _faults(config)
     _privacy(config)
@@ -62,10 +84,8 @@ def check(config: RunConfig) -> None:
 
 
 def changed(config: RunConfig, **changes: Any) -> RunConfig:
-    """A copy of ``config`` with ``changes`` (snake_case fields), every rule checked."""
-    new = config.replace_unchecked(**changes)
-    check(new)
-    return new
+    """A copy of ``config`` with ``changes`` (snake_case fields), completed and every rule checked."""
+    return complete(config.replace_unchecked(**changes))
 
 
 def check_shards(config: RunConfig, sizes: Sequence[int] | None = None) -> None:
@@ -81,12 +101,12 @@ def check_shards(config: RunConfig, sizes: Sequence[int] | None = None) -> None:
 
 # ------------------------------------------------------------- the rules
 def _names(config: RunConfig) -> None:
-    for registry, name in ((STRATEGIES, config.strategy), (DATASETS, config.dataset),
-                           (PARTITIONERS, config.partition), (SOFT_LOSSES, config.soft_loss),
+    for registry, name in ((STRATEGIES, config.strategy), (PARTITIONERS, config.partition), (SOFT_LOSSES, config.soft_loss),
                            (KINDS, config.knowledge), (SCHEMES, config.compression), (ATTACKS, config.attack),
-                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp),
+                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp), (AUGMENTS, config.augment),
                            (BOUNDS, config.dp_bound)):
         registry[name]  # noqa: B018 - a Registry raises ConfigError on an unknown name
+    _data_names(config)
     if not config.model_names:
         raise ConfigError("models", config.models, f"a comma-separated list of: {', '.join(MODELS)}")
     for name in config.model_names:
@@ -96,13 +116,53 @@ def _names(config: RunConfig) -> None:
         raise ConfigError("server-model", config.server_model, f"allowed: {', '.join(MODELS)}")
 
 
+def _data_names(config: RunConfig) -> None:
+    """Data-set names and the flags that only some data sets take (nothing is loaded)."""
+    for key in ("dataset", "public-dataset"):
+        name = getattr(config, key.replace("-", "_"))
+        if name and not is_external(name) and name not in DATASETS:
+            raise ConfigError(key, name, f"allowed: {', '.join(DATASETS)}, hf:<hub name> or path:<folder or file>")
+    for key in ("input-column", "label-column"):
+        value = getattr(config, key.replace("-", "_"))
+        if value and not is_external(config.dataset):
+            raise ConfigError(key, value, f"names a column of an hf: or path: data set; {config.dataset} is built in")
+    if (config.partition == "natural") != bool(config.partition_column):
+        raise ConfigError("partition-column", config.partition_column, "--partition natural needs the column "
+                          "whose values name the clients (--partition-column), and only it uses one")
+    if config.partition == "natural" and not is_external(config.dataset):
+        raise ConfigError("partition", "natural", f"{config.dataset} has no natural ids; use an hf: or path: data "
+                          "set with a column such as a writer id")
+
+
+def _data(config: RunConfig) -> None:
+    """The data set loads, its columns exist, and the public set fits the private one."""
+    spec, public = dataset_spec(config), public_spec(config)
+    if public.input_shape != spec.input_shape:
+        raise ConfigError("public-dataset", config.public_dataset, f"its inputs have shape {public.input_shape}, "
+                          f"{config.dataset}'s {spec.input_shape}; the students read both")
+    if config.public_labels and public.num_classes != spec.num_classes:
+        raise ConfigError("public-labels", config.public_labels, f"the public set's labels are {public.num_classes} "
+                          f"classes, {config.dataset}'s {spec.num_classes}: the students cannot train on them")
+    if config.augment != "none" and len(spec.input_shape) != 3:
+        raise ConfigError("augment", config.augment, f"shifts and flips images (channels x height x width); "
+                          f"{config.dataset}'s inputs have shape {spec.input_shape}")
+    if config.augment != "none" and MECHANISMS[config.dp].private_training:
+        raise ConfigError("augment", config.augment, "dp-sgd trains on the shard as it is; run it with --augment none")
+    if config.partition == "natural":
+        ids = len(set(load_splits(config).private_groups.tolist()))
+        if config.clients > ids:
+            raise ConfigError("clients", config.clients, f"the private pool has {ids} values of "
+                              f"{config.partition_column}, one client each; use 1..{ids}")
+
+
 def _sizes(config: RunConfig) -> None:
     """What the data set can serve: its public pool (whose tail is the server's
     validation split) and its private pool."""
-    spec = DATASETS[config.dataset]
-    if config.public_size > spec.public_max:
+    spec, public = dataset_spec(config), public_spec(config)
+    if config.public_size > public.public_max:
+        source = config.public_dataset or config.dataset
         raise ConfigError("public-size", config.public_size,
-                          f"{config.dataset} has {spec.public_max} public samples; use 1..{spec.public_max}")
+                          f"{source} has {public.public_max} public samples; use 1..{public.public_max}")
     for key in ("public-subset", "teacher-size"):
         value = getattr(config, key.replace("-", "_"))
         if value > config.public_size:

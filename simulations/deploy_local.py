@@ -40,10 +40,10 @@ def node_files(parser, config: RunConfig, data_dir: Path) -> list[Path]:
         if len(paths) != 1:
             parser.error(f"--data-dir={data_dir}: node {i} needs exactly one of client{i}.npz, client{i}.csv "
                          f"(found {len(paths)}); python simulations/node_data.py writes them")
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     for (path,) in found:
         try:
-            load_node_data(path, splits.input_shape, splits.num_classes)
+            load_node_data(path, splits)
         except NodeDataError as err:
             parser.error(str(err))
     return [path.resolve() for (path,) in found]

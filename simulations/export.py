@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--clients={args.clients}: partition ids in 0..{config.clients - 1}, comma-separated")
     else:
         clients = [config.model_names.index(m) for m in config.model_names]
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     try:
         students = final_students(args.run, config, splits, clients)
     except CheckpointError as err:

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                      "feddf-logits or dsfl with --knowledge soft-labels")
 
     torch.set_num_threads(1)
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     saved = np.load(args.run / TEACHER_FILE)
     x = torch.from_numpy(splits.public_x[saved["ids"]])
     teacher = torch.from_numpy(saved["logits"])

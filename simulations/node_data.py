@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = resolve(parser, args, clients=3)
     prepare_data(parser, config)
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     out = Path(config.out)
     try:
         for i, rows in enumerate(partition_indices(config)):

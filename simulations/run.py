@@ -22,7 +22,7 @@ import pandas as pd
 from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.config import ConfigError, RunConfig
-from fedkd.data.datasets import DATASETS
+from fedkd.data.datasets import dataset_spec
 from fedkd.data.partition import label_histograms
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.results.checkpoint import CheckpointError
@@ -68,8 +68,7 @@ def resumed_config(parser, args) -> RunConfig:
     if not (run_dir / CHECKPOINT_FILE).exists():
         parser.error(f"--resume={run_dir}: no checkpoint; the run stopped before its first round completed")
     try:
-        config = read_run_config(run_dir)
-        rules.check(config)
+        config = rules.complete(read_run_config(run_dir))
     except ConfigError as err:
         parser.error(f"--resume={run_dir}: its {CONFIG_FILE} has --{err.key}={err.value}: {err.allowed}")
     return config
@@ -94,11 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     say = (lambda *a, **k: None) if args.quiet else print
 
-    say(f"fedkd: {config.strategy} on {config.dataset}, {config.clients} clients "
-          f"({config.partition} partition), models {config.models}, {config.rounds} rounds, "
-          f"fraction {config.fraction}, seed {config.seed}")
+    spec = dataset_spec(config)
+    public = f"public {config.public_size}" + (f" from {config.public_dataset}" if config.public_dataset else "")
+    say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
+        f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}, "
+        f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}")
     start = time.perf_counter()
-    say(f"preparing data ({DATASETS[config.dataset].description}) ...", flush=True)
+    say(f"preparing data ({spec.description}) ...", flush=True)
     sizes = prepare_data(parser, config)
     say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)

@@ -113,7 +113,7 @@ def _weights_reply(instruction: Message, pid: int, weights: dict, n: int) -> Mes
 
 def test_fedavg_is_flowers_weighted_average_and_rejects_bad_weights():
     config = tiny_config().replace(strategy="fedavg", models="mlp-s", clients=3)
-    strategy = FedAvg(config, load_splits(config.dataset, config.seed, config.public_size))
+    strategy = FedAvg(config, load_splits(config))
     shapes = {k: a.numpy().shape for k, a in strategy.global_models["mlp-s"].items()}
 
     class Grid:
@@ -136,7 +136,7 @@ def test_fedavg_is_flowers_weighted_average_and_rejects_bad_weights():
 
 
 def test_server_distillation_keeps_the_starting_weights_when_distilling_hurts():
-    splits = load_splits("digits", 0, 300)
+    splits = load_splits(RunConfig(dataset="digits", public_size=300))
     model = build_model("mlp-s", splits.input_shape, 10, seed=0)
     x, y = torch.from_numpy(splits.private_x), torch.from_numpy(splits.private_y)
     g = torch.Generator().manual_seed(0)

@@ -46,7 +46,7 @@ def test_bad_values_name_key_value_and_what_is_allowed(key, value, words):
 
 def test_data_dependent_limits():
     with pytest.raises(ConfigError, match="public-size"):
-        rules.check(RunConfig(dataset="digits", public_size=361))
+        rules.complete(RunConfig(dataset="digits", public_size=361))
     with pytest.raises(ConfigError, match="at most 215 clients"):
         rules.check(RunConfig(dataset="digits", clients=216, public_size=300, public_subset=200))
     rules.check(RunConfig(dataset="digits", clients=215, public_size=300, public_subset=200))

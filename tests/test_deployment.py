@@ -13,6 +13,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.node_data import save_node_data
 from fedkd.data.partition import partition_indices
@@ -40,7 +41,7 @@ def _processes_of(workdir: Path) -> list[psutil.Process]:
 @pytest.mark.slow
 def test_three_supernodes_with_tls_run_two_rounds_of_fedmd_and_leave_no_process(tmp_path, capsys):
     config = tiny_config().replace(clients=3)
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     shards = partition_indices(config)
     data = tmp_path / "node-data"  # node 0 an .npz, node 1 a .csv, node 2 a file of other samples
     save_node_data(data / "client0.npz", splits.private_x[shards[0]], splits.private_y[shards[0]])
@@ -112,7 +113,7 @@ def test_an_interrupted_deployment_stops_every_process_it_started(tmp_path):
 
 def test_bad_deployment_input_stops_before_any_process(tmp_path, capsys):
     data = tmp_path / "data"
-    digits = load_splits("digits", 0, 300)
+    digits = load_splits(RunConfig(dataset="digits", public_size=300))
     save_node_data(data / "client0.npz", digits.private_x[:5], digits.private_y[:5])
     save_node_data(data / "client1.npz", digits.private_x[:5, :, :, :4], digits.private_y[:5])  # half images
     run = load_script("deploy_local").main

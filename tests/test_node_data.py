@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fedkd.config import RunConfig
+from fedkd.data.datasets import load_splits
 from fedkd.data.node_data import NodeDataError, load_node_data, save_node_data
 from fedkd.results.store import EVENTS_FILE, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
@@ -11,18 +13,20 @@ from fedkd.server.app import run_server
 from tests.helpers import load_script, tiny_config
 
 SHAPE, CLASSES = (1, 8, 8), 10
+DIGITS = load_splits(RunConfig(dataset="digits", public_size=300))
 
 
 def _data(n=20, seed=0):
+    """Inputs on the digits' scale (-0.5..0.5), random labels."""
     rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, *SHAPE)).astype(np.float32), rng.integers(0, CLASSES, n)
+    return rng.uniform(-0.5, 0.5, size=(n, *SHAPE)).astype(np.float32), rng.integers(0, CLASSES, n)
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".csv"])
 def test_written_files_read_back_equal(tmp_path, suffix):
     x, y = _data()
     save_node_data(tmp_path / f"c{suffix}", x, y)
-    got_x, got_y = load_node_data(tmp_path / f"c{suffix}", SHAPE, CLASSES)
+    got_x, got_y = load_node_data(tmp_path / f"c{suffix}", DIGITS)
     assert got_x.shape == x.shape and got_x.dtype == np.float32 and got_y.dtype == np.int64
     np.testing.assert_array_equal(got_x, x)
     np.testing.assert_array_equal(got_y, y)
@@ -31,7 +35,7 @@ def test_written_files_read_back_equal(tmp_path, suffix):
 def test_flat_inputs_are_reshaped_to_the_data_sets_shape(tmp_path):
     x, y = _data()
     np.savez(tmp_path / "flat.npz", x=x.reshape(len(y), -1).astype(np.float64), y=y)
-    assert load_node_data(tmp_path / "flat.npz", SHAPE, CLASSES)[0].shape == (20, *SHAPE)
+    assert load_node_data(tmp_path / "flat.npz", DIGITS)[0].shape == (20, *SHAPE)
 
 
 def _write_bad(tmp_path, case):
@@ -73,15 +77,26 @@ def _write_bad(tmp_path, case):
 def test_malformed_files_are_refused_naming_the_file_and_the_problem(tmp_path, case, words):
     path = _write_bad(tmp_path, case)
     with pytest.raises(NodeDataError) as err:
-        load_node_data(path, SHAPE, CLASSES)
+        load_node_data(path, DIGITS)
     assert str(err.value).startswith(f"data-path={path}: ") and words in str(err.value)
+
+
+def test_raw_values_are_scaled_as_the_simulated_shards_and_far_off_values_refused(tmp_path):
+    raw = np.random.default_rng(0).integers(0, 17, size=(20, *SHAPE)).astype(np.float32)  # digits as stored: 0..16
+    y = np.arange(20) % CLASSES
+    np.savez(tmp_path / "raw.npz", x=raw, y=y)
+    np.testing.assert_allclose(load_node_data(tmp_path / "raw.npz", DIGITS)[0], raw / 16 - 0.5)
+    np.savez(tmp_path / "bytes.npz", x=raw * 15, y=y)  # 0..240: an 8-bit image's scale, not the digits'
+    with pytest.raises(NodeDataError, match=r"inputs span 0\.\.240; the run's data set has values in "
+                                            r"-0\.5\.\.0\.5, or raw values in 0\.\.16: rescale the file"):
+        load_node_data(tmp_path / "bytes.npz", DIGITS)
 
 
 def test_missing_file_and_unknown_format(tmp_path):
     with pytest.raises(NodeDataError, match="no such file on this node"):
-        load_node_data(tmp_path / "absent.npz", SHAPE, CLASSES)
+        load_node_data(tmp_path / "absent.npz", DIGITS)
     with pytest.raises(NodeDataError, match=r"unknown format '.txt'; use one of .npz, .csv"):
-        load_node_data(tmp_path / "data.txt", SHAPE, CLASSES)
+        load_node_data(tmp_path / "data.txt", DIGITS)
 
 
 def test_nodes_train_on_their_files_and_a_node_with_a_bad_file_fails_and_is_logged(tmp_path):

@@ -17,9 +17,9 @@ def test_partitions_are_disjoint_cover_the_pool_and_repeat_with_the_seed(partiti
     rows = np.concatenate(parts)
     assert len(parts) == 10
     assert len(rows) == len(set(rows.tolist()))  # disjoint
-    assert rows.max() < DATASETS["digits"].private
+    assert rows.max() < DATASETS["digits"].spec.private
     if partition != "pathological":  # pathological leaves out classes nobody was dealt
-        assert len(rows) == DATASETS["digits"].private
+        assert len(rows) == DATASETS["digits"].spec.private
     again = partition_indices(config)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
 
@@ -50,7 +50,7 @@ def test_small_alpha_is_more_skewed_than_large_alpha():
 
 
 def test_splits_are_disjoint_and_public_labels_are_separate():
-    s = load_splits("digits", 0, 300)
+    s = load_splits(RunConfig(dataset="digits", public_size=300))
     assert len(s.test_y) == 360 and len(s.public_y) == 300 and len(s.private_y) == 1077
     assert s.input_shape == (1, 8, 8)
     flat = lambda x: {r.tobytes() for r in x.reshape(len(x), -1)}

@@ -347,7 +347,7 @@ def test_the_released_server_model_is_kept_and_attacked(tmp_path):
     assert (tmp_path / "dsfl" / SERVER_MODEL_FILE).exists()
     released = build_model("cnn-s", (1, 8, 8), 10, 0)
     released.load_state_dict(torch.load(tmp_path / "dsfl" / SERVER_MODEL_FILE))
-    splits = load_splits("digits", 0, 300)
+    splits = load_splits(RunConfig(dataset="digits", public_size=300))
     assert accuracy_on_test(released, splits) == pytest.approx(summary["server_acc_final"])  # the final model
     figures = attack_server_model(tmp_path / "dsfl", max_clients=3)
     assert set(figures) == {f"server_mia_{a}_{m}" for a in ("loss", "confidence", "entropy")

@@ -96,7 +96,7 @@ def test_same_seed_same_metrics(runs):
 @pytest.mark.slow
 def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
     config, _, _, log = runs
-    public = load_splits(config.dataset, config.seed, config.public_size)
+    public = load_splits(config)
     n_classes = 10
     assert len(log) == 2 * (config.rounds + 1)  # train + evaluate exchanges per round
     n_knowledge = 0

@@ -9,7 +9,7 @@ from fedkd.strategies import FedMD
 
 
 def _splits(config):
-    return load_splits(config.dataset, config.seed, config.public_size)
+    return load_splits(config)
 
 
 class FakeGrid:

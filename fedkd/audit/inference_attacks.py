@@ -111,7 +111,7 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     metrics = read_metrics(run_dir)
     took_part = metrics[(metrics["round"] == last) & (metrics.metric == "test_acc") & (metrics.client != "server")]
     clients = sorted(int(c) for c in took_part.client)[:max_clients]
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     shards = partition_indices(config)
     students = final_students(run_dir, config, splits, clients)
     ids = query_ids(config, last)
@@ -148,7 +148,7 @@ def attack_server_model(run_dir: Path, max_clients: int = 20) -> dict[str, float
     if not (run_dir / SERVER_MODEL_FILE).exists():
         return {}
     config = read_run_config(run_dir)
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     model = build_model(config.server_model, splits.input_shape, splits.num_classes, 0)
     model.load_state_dict(torch.load(run_dir / SERVER_MODEL_FILE))
     rows = np.concatenate(partition_indices(config)[:max_clients])

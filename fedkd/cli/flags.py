@@ -58,7 +58,7 @@ def resolve(parser: Parser, args: argparse.Namespace, **defaults) -> RunConfig:
 
 def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
     """Build (or load) the data set and the partitions; private shard sizes, or exit 2."""
-    load_splits(config.dataset, config.seed, config.public_size)
+    load_splits(config)
     try:
         sizes = [len(idx) for idx in partition_indices(config)]
     except ValueError as err:  # a partitioner that cannot satisfy the request

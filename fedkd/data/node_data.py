@@ -8,10 +8,16 @@ Two formats, both one sample per row:
 - ``.csv`` with a header, a ``label`` column (class ids) and one column per input value
   in flattened order (the other columns, in file order).
 
-Inputs must be on the scale of the run's data set (the public proxy set and the test
-set come from it): ``simulations/node_data.py`` writes a simulated partition in either
-format as an example. Any problem raises ``NodeDataError`` naming the file and what is
-expected; on a SuperNode the ClientApp fails with it and the server logs the node.
+Inputs come in the data set's own shape, either on the scale fedkd gives its
+simulated shards (``x`` as ``load_splits`` holds it) or, for data sets stored as
+integers in ``0..raw_max`` (digits 0..16, 8-bit images 0..255), raw: those become
+``x / raw_max - 0.5``, exactly as the simulated shards were made. The expected range is
+the public set's (the public proxy set and the test set come from the run's data set,
+so every node and the server agree on it): a file whose values lie far outside both
+is refused with the figures. ``simulations/node_data.py`` writes a simulated partition
+in either format as an example. Any problem raises ``NodeDataError`` naming the file
+and what is expected; on a SuperNode the ClientApp fails with it and the server logs
+the node.
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from fedkd.data.datasets import Splits
+
 LABEL_COLUMN = "label"
 FORMATS = (".npz", ".csv")
+SLACK = 0.5  # how far (in spans of the public set's range) a node's values may reach past that range
 
 
 class NodeDataError(ValueError):
@@ -59,9 +68,10 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return features.to_numpy(), frame[LABEL_COLUMN].to_numpy()
 
 
-def load_node_data(path: Path | str, input_shape: tuple[int, ...],
-                   num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(x float32 of shape (n, *input_shape), y int64)`` from the node's file, checked."""
+def load_node_data(path: Path | str, splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """``(x float32 of shape (n, *input_shape), y int64)`` from the node's file, checked
+    and on the scale of ``splits``."""
+    input_shape, num_classes = splits.input_shape, splits.num_classes
     path = Path(path).expanduser()
     if path.suffix not in FORMATS:
         raise NodeDataError(path, f"unknown format '{path.suffix}'; use one of {', '.join(FORMATS)}")
@@ -82,7 +92,22 @@ def load_node_data(path: Path | str, input_shape: tuple[int, ...],
         raise NodeDataError(path, "inputs contain NaN or infinity")
     if y.min() < 0 or y.max() >= num_classes:
         raise NodeDataError(path, f"labels must be class ids 0..{num_classes - 1}, got {y.min()}..{y.max()}")
-    return x.reshape(len(y), *input_shape).astype(np.float32), y.astype(np.int64)
+    x = _on_scale(path, x.reshape(len(y), *input_shape).astype(np.float32), splits)
+    return x, y.astype(np.int64)
+
+
+def _on_scale(path: Path, x: np.ndarray, splits: Splits) -> np.ndarray:
+    """``x`` on the simulated shards' scale: as it is, or mapped from ``0..raw_max``; else refused."""
+    lo, hi = float(splits.public_x.min()), float(splits.public_x.max())
+    slack = SLACK * (hi - lo)
+    got_lo, got_hi = float(x.min()), float(x.max())
+    if lo - slack <= got_lo and got_hi <= hi + slack:
+        return x
+    if splits.raw_max and got_lo >= 0 and got_hi <= splits.raw_max:
+        return x / splits.raw_max - 0.5
+    raw = f", or raw values in 0..{splits.raw_max:g}" if splits.raw_max else ""
+    raise NodeDataError(path, f"inputs span {got_lo:.4g}..{got_hi:.4g}; the run's data set has values in "
+                              f"{lo:.4g}..{hi:.4g}{raw}: rescale the file")
 
 
 def save_node_data(path: Path, x: np.ndarray, y: np.ndarray) -> None:

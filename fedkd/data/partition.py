@@ -1,8 +1,8 @@
 """Splitting the private pool across clients with flwr-datasets partitioners.
 
-The partitioners run over a ``datasets.Dataset`` built locally from the labels and
-row indices, so no data leaves the machine and flwr-datasets' own algorithms (and
-their seeds) decide who holds what.
+The partitioners run over a ``datasets.Dataset`` built locally from the labels, row
+indices and (partition natural) the natural ids, so no data leaves the machine and
+flwr-datasets' own algorithms (and their seeds) decide who holds what.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from fedkd.config import Registry, RunConfig
 from fedkd.data.cache import cached_arrays
-from fedkd.data.datasets import DATASETS, MIN_PRIVATE_PER_CLIENT, load_splits
+from fedkd.data.datasets import MIN_PRIVATE_PER_CLIENT, data_tag, dataset_spec, load_splits
 
 
 def _iid(clients: int, alpha: float, classes_per_client: int, seed: int):
@@ -42,40 +42,56 @@ def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int
     )
 
 
-PARTITIONERS = Registry("partition", {"iid": _iid, "dirichlet": _dirichlet, "pathological": _pathological})
+def _natural(clients: int, alpha: float, classes_per_client: int, seed: int):
+    from flwr_datasets.partitioner import NaturalIdPartitioner
+
+    return NaturalIdPartitioner(partition_by="group")  # one partition per natural id; clients take the first
+
+
+PARTITIONERS = Registry("partition", {"iid": _iid, "dirichlet": _dirichlet, "pathological": _pathological,
+                                      "natural": _natural})
 
 
 def partition_indices(config: RunConfig) -> list[np.ndarray]:
     """Row indices into the private pool, one array per partition id."""
-    return list(_partition_indices(config.dataset, config.seed, config.public_size,
-                                   config.partition, config.clients, config.alpha,
-                                   config.classes_per_client))
+    return list(_partition_indices(RunConfig(**{f: getattr(config, f) for f in PARTITION_FIELDS})))
+
+
+PARTITION_FIELDS = ("dataset", "seed", "public_size", "input_column", "label_column", "public_dataset",
+                    "partition", "partition_column", "clients", "alpha", "classes_per_client")
 
 
 @lru_cache(maxsize=4)
-def _partition_indices(dataset, seed, public_size, partition, clients, alpha, classes_per_client):
-    """Cached on disk: flwr-datasets takes seconds for 100 partitions, per process."""
-    param = {"dirichlet": f"-a{alpha}", "pathological": f"-k{classes_per_client}"}.get(partition, "")
+def _partition_indices(config: RunConfig):
+    """Cached per process on ``PARTITION_FIELDS`` and on disk: flwr-datasets takes
+    seconds for 100 partitions."""
+    c = config
+    param = {"dirichlet": f"-a{c.alpha}", "pathological": f"-k{c.classes_per_client}",
+             "natural": f"-{c.partition_column}"}.get(c.partition, "")
 
     def build():
         import datasets
 
-        labels = load_splits(dataset, seed, public_size).private_y
-        partitioner = PARTITIONERS[partition](clients, alpha, classes_per_client, seed)
-        partitioner.dataset = datasets.Dataset.from_dict({"label": labels, "row": np.arange(len(labels))})
+        splits = load_splits(c)
+        columns = {"label": splits.private_y, "row": np.arange(len(splits.private_y))}
+        if c.partition == "natural":
+            columns["group"] = splits.private_groups
+        partitioner = PARTITIONERS[c.partition](c.clients, c.alpha, c.classes_per_client, c.seed)
+        partitioner.dataset = datasets.Dataset.from_dict(columns)
         with warnings.catch_warnings():  # retries are reported once, by the caller, if they fail
             warnings.simplefilter("ignore", UserWarning)
-            parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(clients)]
+            parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(c.clients)]
         return {"rows": np.concatenate(parts), "sizes": np.array([len(p) for p in parts])}
 
-    pool = DATASETS[dataset].private
-    arrays = cached_arrays(f"partition-{dataset}{pool}-seed{seed}-{partition}-n{clients}{param}", build)
+    pool = dataset_spec(c).private
+    name = f"partition-{data_tag(c)}{pool}-seed{c.seed}-{c.partition}-n{c.clients}{param}"
+    arrays = cached_arrays(name, build)
     return tuple(np.split(arrays["rows"], np.cumsum(arrays["sizes"])[:-1]))
 
 
 def label_histograms(config: RunConfig) -> np.ndarray:
     """(clients, classes) counts of private labels; the experimenter's view, never sent."""
-    splits = load_splits(config.dataset, config.seed, config.public_size)
+    splits = load_splits(config)
     return np.stack([
         np.bincount(splits.private_y[idx], minlength=splits.num_classes)
         for idx in partition_indices(config)

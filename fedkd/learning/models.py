@@ -4,6 +4,12 @@ Every student is ``head(body(x))``: ``body`` maps an input to a feature vector (
 feature-based knowledge would share), ``head`` maps features to class logits.
 Convolutions are 1-D for inputs shaped (channels, length) and 2-D for
 (channels, height, width), so the same names serve every data set.
+
+The residual students (``resnet8``, ``resnet20``) follow He et al. (2016)'s CIFAR
+ResNets with GroupNorm (Wu & He, 2018) in place of BatchNorm: BatchNorm's running
+statistics are each client's own batches, which drift apart under non-IID shards
+and break parameter averaging (Hsieh et al., 2020), and per-sample gradients for
+DP-SGD are undefined across a batch (Opacus refuses BatchNorm).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class ModelSpec:
     widths: tuple[int, ...]  # hidden widths (mlp) or conv channels (cnn)
     hidden: int  # width of the fully connected layer before the head (cnn); 0: none
     description: str
+    blocks: int = 0  # residual blocks per stage (resnet)
 
 
 MODELS: Registry = Registry("models", {
@@ -31,7 +38,12 @@ MODELS: Registry = Registry("models", {
     "cnn-s": ModelSpec("cnn", (16, 32), 0, "CNN, 2 convs (16, 32 channels), global max pool"),
     "cnn-m": ModelSpec("cnn", (32, 64, 64), 128, "CNN, 3 convs (32, 64, 64), global max pool, FC 128"),
     "cnn-l": ModelSpec("cnn", (64, 128, 128), 256, "CNN, 3 convs (64, 128, 128), global max pool, FC 256"),
+    "resnet8": ModelSpec("resnet", (16, 32, 64), 0, "ResNet-8: 3 stages (16, 32, 64) of 1 residual block, "
+                                                    "GroupNorm, global average pool", blocks=1),
+    "resnet20": ModelSpec("resnet", (16, 32, 64), 0, "ResNet-20: 3 stages (16, 32, 64) of 3 residual blocks, "
+                                                     "GroupNorm, global average pool", blocks=3),
 })
+NORM_GROUPS = 2  # GroupNorm groups per layer (Hsieh et al., 2020 use 2)
 
 
 class Student(nn.Module):
@@ -64,10 +76,7 @@ def _mlp_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module,
 
 
 def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
-    conv = {2: nn.Conv1d, 3: nn.Conv2d}.get(len(input_shape))
-    if conv is None:
-        raise ValueError(f"cnn models take (C, L) or (C, H, W) inputs, got shape {input_shape}")
-    pool = {2: nn.AdaptiveMaxPool1d, 3: nn.AdaptiveMaxPool2d}[len(input_shape)]
+    conv, pool, _ = _convs(input_shape, "cnn")
     layers: list[nn.Module] = []
     channels = input_shape[0]
     for i, out in enumerate(spec.widths):
@@ -83,6 +92,46 @@ def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module,
     return nn.Sequential(*layers), width
 
 
+def _convs(input_shape: tuple[int, ...], family: str):
+    """(convolution, adaptive max pool, adaptive average pool) classes for 1-D or 2-D inputs."""
+    dims = {2: 1, 3: 2}.get(len(input_shape))
+    if dims is None:
+        raise ValueError(f"{family} models take (C, L) or (C, H, W) inputs, got shape {input_shape}")
+    return ((nn.Conv1d, nn.AdaptiveMaxPool1d, nn.AdaptiveAvgPool1d) if dims == 1
+            else (nn.Conv2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d))
+
+
+class _ResidualBlock(nn.Module):
+    """Two 3-wide convolutions with GroupNorm, and a projected shortcut where the shape changes."""
+
+    def __init__(self, conv, channels: int, out: int, stride: int):
+        super().__init__()
+        self.conv1 = conv(channels, out, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(NORM_GROUPS, out)
+        self.conv2 = conv(out, out, 3, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(NORM_GROUPS, out)
+        self.shortcut = nn.Identity() if stride == 1 and channels == out else \
+            nn.Sequential(conv(channels, out, 1, stride=stride, bias=False), nn.GroupNorm(NORM_GROUPS, out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.norm1(self.conv1(x)))
+        return torch.relu(self.norm2(self.conv2(y)) + self.shortcut(x))
+
+
+def _resnet_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+    conv, _, avg_pool = _convs(input_shape, "resnet")
+    first = spec.widths[0]
+    layers: list[nn.Module] = [conv(input_shape[0], first, 3, padding=1, bias=False),
+                               nn.GroupNorm(NORM_GROUPS, first), nn.ReLU()]
+    channels = first
+    for stage, out in enumerate(spec.widths):
+        for block in range(spec.blocks):
+            layers.append(_ResidualBlock(conv, channels, out, 2 if stage > 0 and block == 0 else 1))
+            channels = out
+    layers += [avg_pool(1), nn.Flatten()]
+    return nn.Sequential(*layers), channels
+
+
 def derive_seed(*parts: int) -> int:
     """A 32-bit seed from integer parts (run seed, partition id, round, ...)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
@@ -94,13 +143,16 @@ def shared_init_seed(seed: int, name: str) -> int:
     return derive_seed(seed, 7, list(MODELS).index(name))
 
 
+BODIES = {"mlp": _mlp_body, "cnn": _cnn_body, "resnet": _resnet_body}
+
+
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int,
                 embed_dim: int = 0) -> Student:
     """A freshly initialised student; the same seed gives the same weights."""
     spec = MODELS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        body, width = (_mlp_body if spec.kind == "mlp" else _cnn_body)(spec, input_shape)
+        body, width = BODIES[spec.kind](spec, input_shape)
         return Student(body, width, num_classes, embed_dim)
 
 

@@ -21,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedkd import rules
 from fedkd.config import RunConfig
-from fedkd.data.datasets import DATASETS, load_splits
+from fedkd.data.datasets import load_splits
 from fedkd.faults.plan import FaultPlan, UnreliableGrid
 from fedkd.learning.models import build_model, count_parameters
 from fedkd.results import checkpoint
@@ -114,12 +114,11 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     ``flower_run_id`` (deployment) goes into config.json, so the run's folder can be found."""
     rules.check(config)  # every entry point passes here: scripts, `flwr run`, --resume
     rules.check_shards(config)
-    spec = DATASETS[config.dataset]
-    splits = load_splits(config.dataset, config.seed, config.public_size)
-    params = model_parameters(config, splits.input_shape, spec.num_classes)
+    splits = load_splits(config)
+    params = model_parameters(config, splits.input_shape, splits.num_classes)
     write_json(run_dir / CONFIG_FILE, {
         "run_config": config.to_run_config(), "run_dir": str(run_dir),
-        "input_shape": list(splits.input_shape), "num_classes": spec.num_classes,
+        "input_shape": list(splits.input_shape), "num_classes": splits.num_classes,
         "model_parameters": params, "private_pool": len(splits.private_y),
         "public_size": len(splits.public_y), "test_size": len(splits.test_y),
         **({"flower_run_id": flower_run_id} if flower_run_id is not None else {}),

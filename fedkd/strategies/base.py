@@ -291,5 +291,6 @@ class KnowledgeStrategy(FedkdStrategy):
         teacher = self.soft_label_teacher(arrays)
         if teacher is not None:
             ids, logits = teacher
-            metrics["teacher_acc"] = float((logits.argmax(1) == self.splits.public_y[ids]).mean())
+            if self.splits.public_labelled:  # a public set of another label space has no teacher accuracy
+                metrics["teacher_acc"] = float((logits.argmax(1) == self.splits.public_y[ids]).mean())
         return metrics

@@ -5,7 +5,8 @@ no federated method may do) and trains one model of each architecture in
 ``models`` with the clients' optimiser settings: ``init-epochs`` in round 0, then
 ``local-epochs`` (at least 1) a round. Each client is credited with the model of its own
 architecture, so the accuracy figures compare with the federated ones client for
-client.
+client. With ``public-labels`` the labelled public set joins the pool, as it joins
+every client's round 0.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ class Centralized(FedkdStrategy):
     def __init__(self, config, splits):
         super().__init__(config, splits)
         rows = np.sort(np.concatenate(partition_indices(config)))
-        self.x = torch.from_numpy(splits.private_x[rows])
-        self.y = torch.from_numpy(splits.private_y[rows])
+        x, y = splits.private_x[rows], splits.private_y[rows]
+        if config.public_labels:
+            x, y = np.concatenate([x, splits.public_x]), np.concatenate([y, splits.public_y])
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
         self.models = {name: build_model(name, splits.input_shape, self.num_classes, derive_seed(config.seed, 13, i))
                        for i, name in enumerate(config.model_names)}
         self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=config.lr) for name, m in self.models.items()}
@@ -55,7 +58,8 @@ class Centralized(FedkdStrategy):
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         epochs = self.schedule(server_round)["local-epochs"]
         for name, model in self.models.items():
-            revisit(model, self.optimizers[name], self.x, self.y, epochs, self.config.batch_size, self.generator)
+            revisit(model, self.optimizers[name], self.x, self.y, epochs, self.config.batch_size, self.generator,
+                    self.config.augment)
         return None, None
 
     def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:

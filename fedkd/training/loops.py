@@ -19,6 +19,7 @@ from torch import nn
 
 from fedkd.knowledge import payload
 from fedkd.knowledge.kinds import KINDS, Kind
+from fedkd.learning.augment import augment
 from fedkd.learning.losses import hard_soft_loss
 
 
@@ -32,6 +33,7 @@ class Schedule:
     lr: float
     soft_loss: str = "kl"
     knowledge: str = "soft-labels"
+    augment: str = "none"  # private batches (fedkd.learning.augment)
 
     @property
     def kind(self) -> Kind:
@@ -83,13 +85,15 @@ def digest(model: nn.Module, opt: torch.optim.Optimizer, public_x: torch.Tensor,
 
 
 def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tensor,
-            private_y: torch.Tensor, epochs: int, batch_size: int, generator: torch.Generator) -> float:
-    """Train on the private shard; returns the mean hard loss."""
+            private_y: torch.Tensor, epochs: int, batch_size: int, generator: torch.Generator,
+            augment_mode: str = "none") -> float:
+    """Train on the private shard (or any labelled set); returns the mean hard loss."""
     losses = []
     model.train()
     for _ in range(epochs):
         for batch in _batches(len(private_x), batch_size, generator):
-            loss = F.cross_entropy(model(private_x[batch]), private_y[batch])
+            x = augment(private_x[batch], augment_mode, generator)
+            loss = F.cross_entropy(model(x), private_y[batch])
             _step(opt, loss)
             losses.append(loss.item())
     return _mean(losses)
@@ -105,7 +109,7 @@ def distill_private(model: nn.Module, opt: torch.optim.Optimizer, private_x: tor
     for _ in range(s.local_epochs):
         for batch in _batches(len(private_x), s.batch_size, generator):
             y = private_y[batch]
-            features = model.features(private_x[batch])
+            features = model.features(augment(private_x[batch], s.augment, generator))
             logits = model.head(features)
             hard = F.cross_entropy(logits, y)
             covered = has_target[y]
