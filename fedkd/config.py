@@ -56,7 +56,8 @@ class RunConfig:
                                  "under DP, the queries the budget pays for; 0: up to 1,000)")
     teacher_size: int = _opt(0, "public ids the server model's teacher signal covers (feddf-logits; 0: the round's "
                                 "public-subset); post-processing of the server model, at no privacy cost")
-    models: str = _opt("cnn-s,mlp-s", "student architectures, round-robin")
+    models: str = _opt("", "student architectures, round-robin (default: the data set's, e.g. cnn-s,mlp-s for "
+                           "mnist1d and digits, cnn-m,mlp-m for mnist-5k, resnet8,cnn-m for colour images)")
     temperature: float = _opt(2.0, "distillation temperature T")
     kd_weight: float = _opt(0.5, "weight of the soft loss against the hard loss")
     soft_loss: str = _opt("kl", "soft loss: kl (T²-scaled KL) or l1 (on logits, FedMD's digest)")
@@ -71,7 +72,8 @@ class RunConfig:
     augment: str = _opt("none", "augmentation of private image batches: none, crop (random 2-pixel shifts), "
                                 "crop-flip (and horizontal flips)")
     lr: float = _opt(3e-3, "Adam learning rate")
-    server_model: str = _opt("cnn-s", "architecture of the server model (feddf-logits, dsfl, online)")
+    server_model: str = _opt("", "architecture of the server model (feddf-logits, dsfl, online; default: the data "
+                                 "set's first student)")
     server_epochs: int = _opt(10, "most epochs of server-side distillation (early stopping on validation)")
     era_temperature: float = _opt(0.1, "entropy-reduction temperature of DS-FL's aggregation")
     online: int = _opt(0, "1: online distillation, a server model learns in every round and its "
@@ -206,7 +208,6 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "public-size": (lambda v: v >= 0, "must be >= 0 (0: the data set's default)"),
     "public-subset": (lambda v: v >= 0, "must be >= 0 (0: the data set's default)"),
     "public-labels": (lambda v: v in (0, 1), "0 (off) or 1 (on)"), "teacher-size": _AT_LEAST_0,
-    "models": (bool, "a comma-separated list of models"),
     "temperature": _POSITIVE, "kd-weight": (_fraction(high_open=False), "must be in [0, 1]"),
     "embed-dim": _AT_LEAST_1, "fraction": (_fraction(low_open=True, high_open=False), "must be in (0, 1]"),
     "init-epochs": _AT_LEAST_0, "distill-epochs": _AT_LEAST_0, "local-epochs": _AT_LEAST_0,

