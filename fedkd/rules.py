@@ -23,8 +23,8 @@ from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import (
     DATASETS,
     MIN_PRIVATE_PER_CLIENT,
-    dataset_spec,
     data_defaults,
+    dataset_spec,
     load_splits,
     public_spec,
 )

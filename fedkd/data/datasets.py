@@ -25,6 +25,7 @@ from fedkd.data.external import Columns, fingerprint, is_external, load_external
 
 MIN_PRIVATE_PER_CLIENT = 5  # flwr-datasets Dirichlet min_partition_size; 1,000 MNIST-1D clients need < 10
 DEFAULT_QUERIES = 1_000  # public ids asked per round unless public-subset says otherwise
+DEFAULT_PUBLIC_MAX = 10_000  # default public-size at most (a whole other data set can be much larger)
 
 
 @dataclass(frozen=True)
@@ -247,10 +248,10 @@ def data_tag(config: RunConfig) -> str:
 
 def data_defaults(config: RunConfig) -> dict[str, int | str]:
     """What the run leaves to the data set (0 or ""): ``public-size``, every public row it
-    has; ``public-subset``, up to ``DEFAULT_QUERIES`` of them per round; the students and
+    has (at most ``DEFAULT_PUBLIC_MAX``); ``public-subset``, up to ``DEFAULT_QUERIES`` of them per round; the students and
     the server model that suit its inputs."""
     spec = dataset_spec(config)
-    public_size = config.public_size or public_spec(config).public_max
+    public_size = config.public_size or min(DEFAULT_PUBLIC_MAX, public_spec(config).public_max)
     models = config.models or spec.models
     return {"public_size": public_size, "public_subset": config.public_subset or min(DEFAULT_QUERIES, public_size),
             "models": models, "server_model": config.server_model or models.split(",")[0]}

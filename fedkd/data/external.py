@@ -85,10 +85,14 @@ def _open(source: str, key: str) -> dict:
     if not where:
         raise ConfigError(key, source, f"name the data set after '{kind}:'")
     try:
-        if kind == "hf":
+        if kind == "hf":  # a download shows datasets' progress bars
             loaded = datasets.load_dataset(where)
         else:
-            loaded = _open_path(Path(where).expanduser(), source, key)
+            datasets.disable_progress_bars()  # local files load in seconds
+            try:
+                loaded = _open_path(Path(where).expanduser(), source, key)
+            finally:
+                datasets.enable_progress_bars()
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many kinds (missing hub repo, bad files, no network)

@@ -156,7 +156,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
 
         report = strategy.report
         for pid, metrics in sorted(report.replied.items()):
-            for key in ("digest-loss", "revisit-loss", "num-examples", "epsilon"):
+            for key in ("public-loss", "digest-loss", "revisit-loss", "num-examples", "epsilon"):
                 if key in metrics:
                     table.add(rnd, pid, key.replace("-", "_"), metrics[key])
         for pid in sorted(report.rejected):
