@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = np.load(args.run / TEACHER_FILE)
     x = torch.from_numpy(splits.public_x[saved["ids"]])
     teacher = torch.from_numpy(saved["logits"])
-    teacher_acc = float((saved["logits"].argmax(1) == splits.public_y[saved["ids"]]).mean())
+    teacher_acc = splits.teacher_accuracy(saved["ids"], saved["logits"])
     print(f"teacher signal of {args.run.name}: {len(x)} public ids, accuracy on their hidden labels "
           f"{teacher_acc:.3f}")
     out = args.run / "lineage"

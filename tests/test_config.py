@@ -55,3 +55,18 @@ def test_data_dependent_limits():
 def test_models_are_assigned_round_robin():
     config = RunConfig(models="mlp-s,cnn-s,cnn-m")
     assert [config.model_for(p) for p in range(5)] == ["mlp-s", "cnn-s", "cnn-m", "mlp-s", "cnn-s"]
+
+
+@pytest.mark.parametrize("dataset, public, queries, models", [
+    ("mnist1d", 4000, 1000, "cnn-s,mlp-s"), ("digits", 300, 300, "cnn-s,mlp-s"), ("mnist-5k", 800, 800, "cnn-m,mlp-m"),
+])
+def test_every_data_set_runs_with_its_defaults_and_a_given_flag_wins(dataset, public, queries, models):
+    from fedkd.data.partition import partition_indices
+
+    config = rules.load({"dataset": dataset})  # 100 clients, nothing else given
+    assert (config.public_size, config.public_subset, config.models) == (public, queries, models)
+    assert config.server_model == models.split(",")[0]
+    assert min(len(rows) for rows in partition_indices(config)) >= 1
+    assert rules.load({"dataset": dataset, "public-subset": 100}).public_subset == 100
+    with pytest.raises(ConfigError, match=f"public-subset=5000: must be <= public-size \\({public}\\)"):
+        rules.load({"dataset": dataset, "public-subset": 5000})

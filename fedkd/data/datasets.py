@@ -50,6 +50,13 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.private_x.shape[1:])
 
+    def teacher_accuracy(self, ids: np.ndarray, logits: np.ndarray) -> float:
+        """Accuracy of a teacher signal on public ids against their hidden labels; NaN for a
+        public set of another label space."""
+        if not self.public_labelled:
+            return float("nan")
+        return float((logits.argmax(1) == self.public_y[ids]).mean())
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

@@ -17,22 +17,29 @@ from fedkd.data.cache import cached_arrays
 from fedkd.data.datasets import MIN_PRIVATE_PER_CLIENT, data_tag, dataset_spec, load_splits
 
 
-def _iid(clients: int, alpha: float, classes_per_client: int, seed: int):
+def min_partition_size(pool: int, clients: int) -> int:
+    """Dirichlet's smallest shard: ``MIN_PRIVATE_PER_CLIENT``, or a third of the mean
+    shard where shards are that small (digits' 1,077 rows over 100 clients), so the
+    partitioner's retries can succeed."""
+    return max(1, min(MIN_PRIVATE_PER_CLIENT, pool // clients // 3))
+
+
+def _iid(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
     from flwr_datasets.partitioner import IidPartitioner
 
     return IidPartitioner(num_partitions=clients)
 
 
-def _dirichlet(clients: int, alpha: float, classes_per_client: int, seed: int):
+def _dirichlet(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
     from flwr_datasets.partitioner import DirichletPartitioner
 
     return DirichletPartitioner(
         num_partitions=clients, partition_by="label", alpha=alpha,
-        min_partition_size=MIN_PRIVATE_PER_CLIENT, self_balancing=True, seed=seed,
+        min_partition_size=min_partition_size(pool, clients), self_balancing=True, seed=seed,
     )
 
 
-def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int):
+def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
     from flwr_datasets.partitioner import PathologicalPartitioner
 
     return PathologicalPartitioner(
@@ -42,7 +49,7 @@ def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int
     )
 
 
-def _natural(clients: int, alpha: float, classes_per_client: int, seed: int):
+def _natural(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
     from flwr_datasets.partitioner import NaturalIdPartitioner
 
     return NaturalIdPartitioner(partition_by="group")  # one partition per natural id; clients take the first
@@ -66,8 +73,10 @@ def _partition_indices(config: RunConfig):
     """Cached per process on ``PARTITION_FIELDS`` and on disk: flwr-datasets takes
     seconds for 100 partitions."""
     c = config
-    param = {"dirichlet": f"-a{c.alpha}", "pathological": f"-k{c.classes_per_client}",
-             "natural": f"-{c.partition_column}"}.get(c.partition, "")
+    pool = dataset_spec(c).private
+    smallest = min_partition_size(pool, c.clients)
+    param = {"dirichlet": f"-a{c.alpha}" + (f"-m{smallest}" if smallest != MIN_PRIVATE_PER_CLIENT else ""),
+             "pathological": f"-k{c.classes_per_client}", "natural": f"-{c.partition_column}"}.get(c.partition, "")
 
     def build():
         import datasets
@@ -76,14 +85,13 @@ def _partition_indices(config: RunConfig):
         columns = {"label": splits.private_y, "row": np.arange(len(splits.private_y))}
         if c.partition == "natural":
             columns["group"] = splits.private_groups
-        partitioner = PARTITIONERS[c.partition](c.clients, c.alpha, c.classes_per_client, c.seed)
+        partitioner = PARTITIONERS[c.partition](c.clients, c.alpha, c.classes_per_client, c.seed, pool)
         partitioner.dataset = datasets.Dataset.from_dict(columns)
         with warnings.catch_warnings():  # retries are reported once, by the caller, if they fail
             warnings.simplefilter("ignore", UserWarning)
             parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(c.clients)]
         return {"rows": np.concatenate(parts), "sizes": np.array([len(p) for p in parts])}
 
-    pool = dataset_spec(c).private
     name = f"partition-{data_tag(c)}{pool}-seed{c.seed}-{c.partition}-n{c.clients}{param}"
     arrays = cached_arrays(name, build)
     return tuple(np.split(arrays["rows"], np.cumsum(arrays["sizes"])[:-1]))
