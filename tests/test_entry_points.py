@@ -37,6 +37,8 @@ BAD = {  # name -> (overrides of the defaults, the key refused)
     "unknown DP bound": ({"dp": "central", "dp-noise": 1.0, "dp-bound": "cells"}, "dp-bound"),
     "a teacher size without a server-model teacher": ({"teacher-size": 500}, "teacher-size"),
     "a teacher larger than the public set": ({"strategy": "feddf-logits", "teacher-size": 5000}, "teacher-size"),
+    "a data set that is not there": ({"dataset": "path:/nonexistent/fedkd-data"}, "dataset"),
+    "a public set of another shape": ({**DIGITS, "public-dataset": "mnist1d"}, "public-dataset"),
 }
 
 

@@ -11,7 +11,9 @@ from fedkd import rules
 from fedkd.config import ConfigError
 from fedkd.data.datasets import dataset_spec, load_splits
 from fedkd.data.partition import partition_indices
-from fedkd.results.store import read_run_config, read_summary
+from fedkd.results.store import read_run_config, read_server_metrics, read_summary
+from fedkd.runtime.pool_grid import PoolGrid
+from fedkd.server.app import run_server
 from tests.helpers import load_script
 
 CLASSES = 4
@@ -199,6 +201,17 @@ def test_flags_for_columns_and_natural_ids_need_a_data_set_that_has_them():
         rules.load({"dataset": "cifar10"})
     with pytest.raises(ConfigError, match="augment.*shape \\(1, 40\\)"):
         rules.load({"dataset": "mnist1d", "augment": "crop"})
+
+
+@pytest.mark.parametrize("loader", ["saved_dataset", "parquet_dir", "hub_repo"])
+def test_each_loader_partitions_and_runs_two_rounds(loader, request, tmp_path):
+    prefix = "hf" if loader == "hub_repo" else "path"
+    config = rules.load({"dataset": f"{prefix}:{request.getfixturevalue(loader)}", "clients": 4, "rounds": 2,
+                         "init-epochs": 3})
+    summary = run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
+    server = read_server_metrics(tmp_path)
+    assert list(server.index) == [0, 1, 2] and server["failed"].sum() == 0 and server["rejected"].sum() == 0
+    assert summary["acc_mean_final"] > 1 / CLASSES  # classes differ in brightness or mean: learnable
 
 
 @pytest.mark.slow
