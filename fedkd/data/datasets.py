@@ -169,8 +169,11 @@ def _columns(config: RunConfig) -> Columns:
 
 def _external_spec(arrays: dict[str, np.ndarray], name: str, public_elsewhere: bool) -> DatasetSpec:
     test = len(arrays["test_y"]) if "test_y" in arrays else 0
-    return layout_for(len(arrays["y"]), test, int(arrays["num_classes"]), name, tuple(arrays["x"].shape[1:]),
-                      public_elsewhere)
+    shape = tuple(arrays["x"].shape[1:])
+    classes = int(arrays["num_classes"])
+    description = (f"{name}: {len(arrays['y']):,} rows" + (f" and a test split of {test:,}" if test else "")
+                   + f", inputs {' x '.join(map(str, shape))}, {classes} classes")
+    return layout_for(len(arrays["y"]), test, classes, description, shape, public_elsewhere)
 
 
 def dataset_spec(config: RunConfig) -> DatasetSpec:

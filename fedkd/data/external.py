@@ -15,6 +15,7 @@ else every numeric column besides the label's, taken as they are. Every problem 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +42,14 @@ class Columns:
 
 def is_external(name: str) -> bool:
     return name.startswith(PREFIXES)
+
+
+def short_name(name: str) -> str:
+    """A data set's name fit for a folder or a title: the last part of a hub name or path."""
+    if not is_external(name):
+        return name
+    tail = name.partition(":")[2].rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", tail) or "data"
 
 
 @lru_cache(maxsize=4)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from fedkd.config import RunConfig
+from fedkd.data.external import short_name
 
 SERVER = "server"
 
@@ -45,8 +45,8 @@ class ResultsError(RuntimeError):
 def new_run_dir(config: RunConfig) -> Path:
     """``<out>/<run-id>/``, created; the run id names the time, strategy, data and seed."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    data = re.sub(r"[^A-Za-z0-9._-]+", "-", config.dataset.rstrip("/").rsplit("/", 1)[-1].replace(":", "-"))
-    base = Path(config.out) / f"{stamp}-{config.strategy}-{data}-c{config.clients}-s{config.seed}"
+    name = f"{stamp}-{config.strategy}-{short_name(config.dataset)}-c{config.clients}-s{config.seed}"
+    base = Path(config.out) / name
     path, n = base, 1
     while path.exists():
         n += 1

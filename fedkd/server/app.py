@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedkd import rules
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
+from fedkd.data.external import short_name
 from fedkd.faults.plan import FaultPlan, UnreliableGrid
 from fedkd.learning.models import build_model, count_parameters
 from fedkd.results import checkpoint
@@ -151,7 +152,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     write_json(run_dir / SUMMARY_FILE, summary)
     write_parquet(run_dir, table.frame())
     plot_accuracy(table.server(), run_dir / ACCURACY_PLOT,
-                  f"{config.strategy} on {config.dataset}: {config.clients} clients, "
+                  f"{config.strategy} on {short_name(config.dataset)}: {config.clients} clients, "
                   f"{config.partition} partition, models {config.models}")
     checkpoint.finish(run_dir)
     return summary
