@@ -106,6 +106,8 @@ class RunConfig:
     target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
                                            "exceed it; without, the noise is calibrated to it (inf: no budget)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
+    threads: int = _opt(1, "PyTorch threads of each client and of the server's own training; fixed by the run "
+                           "(not the machine's cores) because float sums, and so the metrics, depend on it")
     out: str = _opt("results", "folder that receives results/<run-id>/")
 
     # ----------------------------------------------------------------- keys
@@ -221,7 +223,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dp-clip": (lambda v: v > 0, "an L2 bound > 0"),
     "dp-delta": (_fraction(low_open=True), "a probability in (0, 1)"),
     "target-epsilon": (lambda v: v > 0, "a budget ε > 0 (inf: no budget)"),
-    "seed": _AT_LEAST_0, "out": (bool, "a folder path"),
+    "seed": _AT_LEAST_0, "threads": _AT_LEAST_1, "out": (bool, "a folder path"),
 }
 
 

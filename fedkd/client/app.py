@@ -79,6 +79,7 @@ class _Client:
 
     def __init__(self, message: Message, context: Context):
         self.config = rules.load(dict(message.content[RUN]))
+        torch.set_num_threads(self.config.threads)  # the run's, not the actor's OMP_NUM_THREADS
         self.round = message.content[ROUND]
         self.partition_id = int(context.node_config["partition-id"])
         num_partitions = int(context.node_config["num-partitions"])

@@ -114,6 +114,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     complete round. A finished run removes the checkpoint; clients keep their final state.
     ``flower_run_id`` (deployment) goes into config.json, so the run's folder can be found."""
     rules.check(config)  # every entry point passes here: scripts, `flwr run`, --resume
+    torch.set_num_threads(config.threads)  # server-side training: the run's thread count, as the clients'
     rules.check_shards(config)
     splits = load_splits(config)
     params = model_parameters(config, splits.input_shape, splits.num_classes)
