@@ -105,6 +105,9 @@ class RunConfig:
     dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")
     target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
                                            "exceed it; without, the noise is calibrated to it (inf: no budget)")
+    eval_size: int = _opt(0, "test rows of each per-round evaluation, a fixed seeded subset (0: all); the last "
+                             "round always evaluates every client on the whole test set")
+    eval_every: int = _opt(1, "evaluate the students every k rounds (round 0 and the last always)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     threads: int = _opt(1, "PyTorch threads of each client and of the server's own training; fixed by the run "
                            "(not the machine's cores) because float sums, and so the metrics, depend on it")
@@ -223,6 +226,7 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dp-clip": (lambda v: v > 0, "an L2 bound > 0"),
     "dp-delta": (_fraction(low_open=True), "a probability in (0, 1)"),
     "target-epsilon": (lambda v: v > 0, "a budget ε > 0 (inf: no budget)"),
+    "eval-size": (lambda v: v >= 0, "must be >= 0 (0: the whole test set)"), "eval-every": _AT_LEAST_1,
     "seed": _AT_LEAST_0, "threads": _AT_LEAST_1, "out": (bool, "a folder path"),
 }
 

@@ -30,3 +30,4 @@ def test_same_metrics_whatever_threads_the_machine_gives(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert not one["value"].equals(other["value"])  # the thread count does change the arithmetic
+

@@ -225,14 +225,15 @@ def train(message: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate_student(message: Message, context: Context) -> Message:
-    """Accuracy and loss of this client's student (or the global model it was sent) on the test set."""
+    """Accuracy and loss of this client's student (or the global model it was sent) on the test set
+    (or the round's ``eval-rows`` of it)."""
     client = _Client(message, context)
     if MODEL in message.content:
         client.save(context)  # the global model is what this client now holds
-    acc, loss = evaluate(client.model, torch.from_numpy(client.splits.test_x),
-                         torch.from_numpy(client.splits.test_y))
+    x, y = client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
+    acc, loss = evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y))
     metrics = MetricRecord({"partition-id": client.partition_id,
-                            "num-examples": len(client.splits.test_y),
+                            "num-examples": len(y),
                             "test-acc": acc, "test-loss": loss})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 

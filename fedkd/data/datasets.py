@@ -50,6 +50,13 @@ class Splits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.private_x.shape[1:])
 
+    def test_rows(self, rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The test set, or a fixed seeded subset of ``rows`` of it (0: all) for per-round curves."""
+        if not rows or rows >= len(self.test_y):
+            return self.test_x, self.test_y
+        pick = np.sort(np.random.default_rng([seed, 9]).permutation(len(self.test_y))[:rows])
+        return self.test_x[pick], self.test_y[pick]
+
     def teacher_accuracy(self, ids: np.ndarray, logits: np.ndarray) -> float:
         """Accuracy of a teacher signal on public ids against their hidden labels; NaN for a
         public set of another label space."""

@@ -133,11 +133,14 @@ class FedkdStrategy(Strategy):
         return sample_partitions(self.config, server_round)
 
     def _messages(self, partitions: list[int], grid: Grid, common: dict[str, Record],
-                  arrays: ArrayRecord, message_type: str) -> list[Message]:
+                  arrays: ArrayRecord, message_type: str, records_for: Iterable[int] | None = None
+                  ) -> list[Message]:
+        """One message per partition; ``partition_records`` go to ``records_for`` (default: all)."""
         if not self.node_map.nodes:  # round 0: the mapping is learned from the replies
             return [Message(content=RecordDict(common), dst_node_id=node, message_type=message_type)
                     for node in sorted(grid.get_node_ids())]
-        return [Message(content=RecordDict({**common, **self.partition_records(p, arrays)}),
+        given = set(partitions if records_for is None else records_for)
+        return [Message(content=RecordDict({**common, **(self.partition_records(p, arrays) if p in given else {})}),
                         dst_node_id=self.node_map.nodes[p], message_type=message_type)
                 for p in partitions]
 
@@ -200,9 +203,21 @@ class FedkdStrategy(Strategy):
     # ------------------------------------------------------------- evaluate
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        """Evaluate the students that trained this round (the others did not change)."""
-        common = {RUN: ConfigRecord(self.config.to_run_config()), ROUND: self._round_record(server_round, config)}
-        return self._messages(sorted(self.report.replied), grid, common, arrays, MessageType.EVALUATE)
+        """Evaluate the students that trained this round (the others did not change) on
+        ``eval-size`` test rows, every ``eval-every`` rounds. The last round evaluates on the
+        whole test set, and, where earlier rounds saw a subset or skipped students,
+        every known client (those that did not train get no model: they hold their own)."""
+        c = self.config
+        last = server_round == c.rounds
+        if not (last or server_round % c.eval_every == 0):
+            return []
+        rows = 0 if last else c.eval_size
+        trained = sorted(self.report.replied)
+        partial = c.eval_size > 0 or c.eval_every > 1
+        partitions = sorted(self.node_map.nodes) if last and partial and self.node_map.nodes else trained
+        common = {RUN: ConfigRecord(c.to_run_config()),
+                  ROUND: self._round_record(server_round, config, **{"eval-rows": rows})}
+        return self._messages(partitions, grid, common, arrays, MessageType.EVALUATE, records_for=trained)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         accs = [msg.content[METRICS]["test-acc"] for msg in replies if not msg.has_error()]
