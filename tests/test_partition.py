@@ -57,12 +57,22 @@ def test_splits_are_disjoint_and_public_labels_are_separate():
     assert not flat(s.public_x[:50]) & flat(s.private_x)
 
 
-def test_mnist1d_is_generated_deterministically(monkeypatch):
-    monkeypatch.setattr("fedkd.data.datasets.MNIST1D_SAMPLES", 500)
+def test_mnist1d_is_generated_deterministically():
     from fedkd.data.datasets import _load_mnist1d
 
-    x1, y1 = _load_mnist1d(3)
-    x2, y2 = _load_mnist1d(3)  # from the disk cache this time
+    x1, y1 = _load_mnist1d(3, 500)
+    x2, y2 = _load_mnist1d(3, 500)  # from the disk cache this time
     assert x1.shape == (500, 1, 40) and x1.dtype == np.float32
     assert np.array_equal(x1, x2) and np.array_equal(y1, y2)
     assert set(np.unique(y1)) == set(range(10))
+
+
+def test_mnist1d_grows_its_pool_for_more_clients_and_keeps_it_below():
+    from fedkd.data.datasets import DATASETS, GROWN_PER_CLIENT, MNIST1D_SAMPLES, dataset_spec
+
+    default = DATASETS["mnist1d"].spec
+    assert dataset_spec(RunConfig(clients=4000)) == default  # today's data, unchanged
+    grown = dataset_spec(RunConfig(clients=10_000))
+    assert grown.pool == 8_000 + GROWN_PER_CLIENT * 10_000 > MNIST1D_SAMPLES
+    assert grown.private == GROWN_PER_CLIENT * 10_000 and grown.test == default.test
+    assert dataset_spec(RunConfig(dataset="digits", clients=10_000)) == DATASETS["digits"].spec  # not generated

