@@ -109,6 +109,8 @@ class RunConfig:
                              "round always evaluates every client on the whole test set")
     eval_every: int = _opt(1, "evaluate the students every k rounds (round 0 and the last always)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
+    device: str = _opt("auto", "where students and the server model compute: auto (CUDA if PyTorch sees a GPU), "
+                               "cpu, cuda")
     threads: int = _opt(1, "PyTorch threads of each client and of the server's own training; fixed by the run "
                            "(not the machine's cores) because float sums, and so the metrics, depend on it")
     out: str = _opt("results", "folder that receives results/<run-id>/")

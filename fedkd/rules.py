@@ -35,6 +35,7 @@ from fedkd.faults.robust import AGGREGATORS
 from fedkd.knowledge.compression import SCHEMES
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.augment import AUGMENTS
+from fedkd.learning.device import torch_device
 from fedkd.learning.losses import SOFT_LOSSES
 from fedkd.learning.models import MODELS
 from fedkd.privacy.accounting import planned_epsilon
@@ -107,6 +108,7 @@ def _names(config: RunConfig) -> None:
                            (BOUNDS, config.dp_bound)):
         registry[name]  # noqa: B018 - a Registry raises ConfigError on an unknown name
     _data_names(config)
+    torch_device(config.device)  # an unknown name, or cuda without a GPU
     if config.models and not config.model_names:
         raise ConfigError("models", config.models, f"a comma-separated list of: {', '.join(MODELS)}")
     for name in config.model_names:

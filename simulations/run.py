@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the clients on an existing Ray cluster (started with `ray start --head`)")
     parser.add_argument("--cpus-per-client", type=float, default=1.0, metavar="FLOAT",
                         help="CPUs Ray reserves for each client actor (default: 1; actors = CPUs / this)")
+    parser.add_argument("--gpus-per-client", type=float, default=0.0, metavar="FLOAT",
+                        help="share of a GPU Ray reserves for each client actor (default: 0; e.g. 0.25: four "
+                             "actors a GPU); with --device cuda or auto")
     parser.add_argument("--resume", metavar="RUN_DIR", type=Path,
                         help="continue the interrupted run in RUN_DIR from its last complete round "
                              "(its own configuration; run-config flags are not allowed with it)")
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     config = resumed_config(parser, args) if args.resume else resolve(parser, args)
     if not args.cpus_per_client > 0:
         parser.error(f"--cpus-per-client={args.cpus_per_client}: must be > 0")
+    if not 0 <= args.gpus_per_client <= 1 or (args.gpus_per_client and config.device == "cpu"):
+        parser.error(f"--gpus-per-client={args.gpus_per_client}: a share of one GPU in [0, 1], with "
+                     f"--device auto or cuda (now {config.device})")
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     say = (lambda *a, **k: None) if args.quiet else print
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory(PEAK_INTERVAL_S) as memory:
         try:
             simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
-                     cpus_per_client=args.cpus_per_client, resume=args.resume is not None)
+                     cpus_per_client=args.cpus_per_client, resume=args.resume is not None,
+                     gpus_per_client=args.gpus_per_client)
         except (ResultsError, CheckpointError) as err:  # Flower re-raises what stopped the ServerApp
             print(f"run.py: error: the run stopped: {err}", file=sys.stderr)
             print(f"rounds finished so far are in {run_dir}/ (metrics.csv); continue with "

@@ -1,6 +1,7 @@
-"""The run's thread count, not the machine's, decides the arithmetic and so the metrics."""
+"""The run decides its arithmetic: the thread count (not the machine's) and the device."""
 
 import pandas as pd
+import pytest
 import torch
 
 from fedkd.runtime.pool_grid import PoolGrid
@@ -31,3 +32,17 @@ def test_same_metrics_whatever_threads_the_machine_gives(tmp_path):
         torch.set_num_threads(before)
     assert not one["value"].equals(other["value"])  # the thread count does change the arithmetic
 
+
+
+def test_device_names_are_checked_and_auto_is_the_cpu_without_a_gpu():
+    from fedkd import rules
+    from fedkd.config import ConfigError
+    from fedkd.learning.device import torch_device
+
+    assert torch_device("cpu") == torch.device("cpu")
+    assert torch_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="device='tpu': allowed: auto, cpu, cuda"):
+        rules.load({"device": "tpu"})
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="device='cuda': PyTorch sees no CUDA device"):
+            rules.load({"device": "cuda"})

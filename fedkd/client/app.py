@@ -40,6 +40,7 @@ from fedkd.faults.byzantine import corrupt
 from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
+from fedkd.learning.device import torch_device
 from fedkd.learning.models import build_model, derive_seed, shared_init_seed
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
@@ -96,7 +97,8 @@ class _Client:
         seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
                 else derive_seed(c.seed, self.partition_id))
         self.model = build_model(name, self.splits.input_shape, self.splits.num_classes, seed,
-                                 embed_dim=c.embed_dim if self.kind.needs_projection else 0)
+                                 embed_dim=c.embed_dim if self.kind.needs_projection else 0
+                                 ).to(torch_device(c.device))
         if MODEL in message.content:  # the server's global weights replace the student's
             self.model.load_state_dict(message.content[MODEL].to_torch_state_dict())
         elif STUDENT in context.state:

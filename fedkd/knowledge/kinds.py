@@ -57,7 +57,7 @@ def rkd_loss(student_features: torch.Tensor, teacher_distances: torch.Tensor) ->
 def info_nce(student: torch.Tensor, teacher: torch.Tensor, tau: float = CONTRASTIVE_TAU) -> torch.Tensor:
     """Row i of ``student`` must match row i of ``teacher`` among all rows (both L2-normalised)."""
     similarity = F.normalize(student, dim=1) @ F.normalize(teacher, dim=1).T / tau
-    return F.cross_entropy(similarity, torch.arange(len(student)))
+    return F.cross_entropy(similarity, torch.arange(len(student), device=student.device))
 
 
 class Kind:

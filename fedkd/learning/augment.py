@@ -26,12 +26,12 @@ def augment(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Ten
     n, _, h, w = x.shape
     if crop:
         padded = F.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT), mode="replicate")
-        dy, dx = torch.randint(0, 2 * SHIFT + 1, (2, n, 1), generator=generator)
-        rows = (torch.arange(h) + dy)[:, None, :, None].expand(n, x.shape[1], h, w + 2 * SHIFT)
+        dy, dx = torch.randint(0, 2 * SHIFT + 1, (2, n, 1), generator=generator).to(x.device)
+        rows = (torch.arange(h, device=x.device) + dy)[:, None, :, None].expand(n, x.shape[1], h, w + 2 * SHIFT)
         padded = padded.gather(2, rows)
-        cols = (torch.arange(w) + dx)[:, None, None, :].expand(n, x.shape[1], h, w)
+        cols = (torch.arange(w, device=x.device) + dx)[:, None, None, :].expand(n, x.shape[1], h, w)
         x = padded.gather(3, cols)
     if flip:
-        mirror = torch.rand(n, generator=generator) < 0.5
+        mirror = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
     return x

@@ -22,6 +22,8 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.utils import get_noise_multiplier
 from torch.utils.data import DataLoader, TensorDataset
 
+from fedkd.learning.device import model_device
+
 History = list[tuple[float, float, int]]  # Opacus' RDP history: (noise multiplier, sample rate, steps)
 
 
@@ -35,11 +37,14 @@ def private_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epo
     engine.accountant.history = list(history)
     loader = DataLoader(TensorDataset(x, y), batch_size=min(batch_size, len(y)), generator=generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    device = model_device(model)
+    noise_generator = generator if device.type == "cpu" else \
+        torch.Generator(device=device).manual_seed(int(torch.randint(2 ** 62, (1,), generator=generator)))
     with warnings.catch_warnings():  # Opacus warns about secure RNG and full backward hooks
         warnings.simplefilter("ignore")
         private, dp_optimizer, dp_loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise,
-            max_grad_norm=clip, poisson_sampling=True, noise_generator=generator)
+            max_grad_norm=clip, poisson_sampling=True, noise_generator=noise_generator)  # on the weights' device
         losses = []
         private.train()
         for _ in range(epochs):
@@ -48,7 +53,7 @@ def private_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, epo
                 if len(yb) == 0:  # Poisson sampling can draw an empty batch: noise only
                     dp_optimizer.step()
                     continue
-                loss = F.cross_entropy(private(xb), yb)
+                loss = F.cross_entropy(private(xb.to(device)), yb.to(device))
                 loss.backward()
                 dp_optimizer.step()
                 losses.append(loss.item())

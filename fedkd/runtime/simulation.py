@@ -14,8 +14,9 @@ from fedkd.server.app import RoundCallback, make_server_app
 
 
 def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
-                   ray_address: str | None = None) -> dict:
-    """Ray resources: one actor per ``cpus_per_client`` CPUs.
+                   ray_address: str | None = None, gpus_per_client: float = 0.0) -> dict:
+    """Ray resources: one actor per ``cpus_per_client`` CPUs (and ``gpus_per_client`` of a
+    GPU: 0.25 puts four actors on each GPU, as Flower's client resources do).
 
     Without ``ray_address`` Ray starts on this machine with all its cores; with it,
     the run joins that cluster and uses the CPUs its nodes declared. Actors' own logs
@@ -27,7 +28,7 @@ def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
         init_args["address"] = ray_address
     else:
         init_args.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
-    return {"client_resources": {"num_cpus": cpus_per_client, "num_gpus": 0.0},
+    return {"client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
             "init_args": init_args}
 
 
@@ -47,7 +48,7 @@ _EXPECTED = _Expected()
 
 def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
              verbose: bool = False, ray_address: str | None = None, cpus_per_client: float = 1.0,
-             resume: bool = False) -> None:
+             resume: bool = False, gpus_per_client: float = 0.0) -> None:
     """Run ``config`` with one virtual SuperNode per client; results go to ``run_dir``
     (``resume``: continue the run there after its last complete round).
 
@@ -74,7 +75,7 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
             server_app=make_server_app(config, run_dir, on_round, started, resume),
             client_app=client_app,
             num_supernodes=config.clients,
-            backend_config=backend_config(cpus_per_client, verbose, ray_address),
+            backend_config=backend_config(cpus_per_client, verbose, ray_address, gpus_per_client),
         )
     finally:
         os.environ.pop(STATE_DIR_ENV, None)

@@ -144,7 +144,8 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     if teacher is not None:  # the final teacher signal, for lineages
         np.savez(run_dir / TEACHER_FILE, ids=teacher[0], logits=teacher[1])
     if getattr(strategy, "server_model", None) is not None:  # the released server model, for attacks
-        torch.save(strategy.server_model.model.state_dict(), run_dir / SERVER_MODEL_FILE)
+        torch.save({k: v.cpu() for k, v in strategy.server_model.model.state_dict().items()},
+                   run_dir / SERVER_MODEL_FILE)
     spent = strategy.accountant.spent()
     summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s,
                "dp": config.dp, "epsilon": spent.epsilon, "dp_delta": spent.delta, "dp_unit": spent.unit,

@@ -19,6 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
 from fedkd.data.partition import partition_indices
+from fedkd.learning.device import torch_device
 from fedkd.learning.models import build_model, derive_seed
 from fedkd.protocol import NOTHING
 from fedkd.strategies.base import FedkdStrategy, RoundReport
@@ -40,7 +41,9 @@ class Centralized(FedkdStrategy):
         if config.public_labels:
             x, y = np.concatenate([x, splits.public_x]), np.concatenate([y, splits.public_y])
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
-        self.models = {name: build_model(name, splits.input_shape, self.num_classes, derive_seed(config.seed, 13, i))
+        device = torch_device(config.device)
+        self.models = {name: build_model(name, splits.input_shape, self.num_classes,
+                                         derive_seed(config.seed, 13, i)).to(device)
                        for i, name in enumerate(config.model_names)}
         self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=config.lr) for name, m in self.models.items()}
         self.generator = torch.Generator().manual_seed(derive_seed(config.seed, 14))

@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from fedkd.knowledge.payload import KnowledgeError
+from fedkd.learning.device import torch_device
 from fedkd.learning.models import build_model, shared_init_seed
 from fedkd.protocol import MODEL, UNIT_WEIGHT, WEIGHTS
 from fedkd.strategies.base import FedkdStrategy, Record
@@ -45,7 +46,7 @@ class ParameterAveraging(FedkdStrategy):
     def build(self, name: str, weights: ArrayRecord | None = None):
         """A student of architecture ``name``: the shared starting point, or ``weights``."""
         model = build_model(name, self.splits.input_shape, self.num_classes,
-                            shared_init_seed(self.config.seed, name))
+                            shared_init_seed(self.config.seed, name)).to(torch_device(self.config.device))
         if weights is not None:
             model.load_state_dict(weights.to_torch_state_dict())
         return model

@@ -20,6 +20,7 @@ from torch import nn
 from fedkd.knowledge import payload
 from fedkd.knowledge.kinds import KINDS, Kind
 from fedkd.learning.augment import augment
+from fedkd.learning.device import model_device
 from fedkd.learning.losses import hard_soft_loss
 
 
@@ -67,17 +68,18 @@ def digest(model: nn.Module, opt: torch.optim.Optimizer, public_x: torch.Tensor,
     """Fit the teacher signal on public samples; returns the mean soft loss."""
     losses = []
     model.train()
+    device = model_device(model)
     for _ in range(s.distill_epochs):
         for batch in s.kind.batches(len(public_x), s.batch_size, generator):
             n, x, hard = len(batch), public_x[batch], None
             if s.kd_weight < 1:  # one forward pass over public and private rows together
                 pick = torch.randint(len(private_x), (n,), generator=generator)
                 x = torch.cat([x, private_x[pick]])
-            features = model.features(x)
+            features = model.features(x.to(device))
             logits = model.head(features)
             if s.kd_weight < 1:
-                hard = F.cross_entropy(logits[n:], private_y[pick])
-            soft = s.soft(model, features[:n], logits[:n], teacher[batch])
+                hard = F.cross_entropy(logits[n:], private_y[pick].to(device))
+            soft = s.soft(model, features[:n], logits[:n], teacher[batch].to(device))
             loss = hard_soft_loss(soft, hard, s.kd_weight)
             _step(opt, loss)
             losses.append(soft.item())
@@ -90,10 +92,11 @@ def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tenso
     """Train on the private shard (or any labelled set); returns the mean hard loss."""
     losses = []
     model.train()
+    device = model_device(model)
     for _ in range(epochs):
         for batch in _batches(len(private_x), batch_size, generator):
-            x = augment(private_x[batch], augment_mode, generator)
-            loss = F.cross_entropy(model(x), private_y[batch])
+            x = augment(private_x[batch].to(device), augment_mode, generator)
+            loss = F.cross_entropy(model(x), private_y[batch].to(device))
             _step(opt, loss)
             losses.append(loss.item())
     return _mean(losses)
@@ -106,16 +109,18 @@ def distill_private(model: nn.Module, opt: torch.optim.Optimizer, private_x: tor
     kind's loss towards that class's teacher values; returns (mean soft, mean hard loss)."""
     soft_losses, hard_losses = [], []
     model.train()
+    device = model_device(model)
     for _ in range(s.local_epochs):
         for batch in _batches(len(private_x), s.batch_size, generator):
             y = private_y[batch]
-            features = model.features(augment(private_x[batch], s.augment, generator))
+            features = model.features(augment(private_x[batch].to(device), s.augment, generator))
             logits = model.head(features)
-            hard = F.cross_entropy(logits, y)
+            hard = F.cross_entropy(logits, y.to(device))
             covered = has_target[y]
             soft = None
             if covered.any():
-                soft = s.soft(model, features[covered], logits[covered], class_targets[y[covered]])
+                covered_on = covered.to(device)
+                soft = s.soft(model, features[covered_on], logits[covered_on], class_targets[y[covered]].to(device))
                 soft_losses.append(soft.item())
             loss = hard if soft is None else hard_soft_loss(soft, hard, s.kd_weight)
             _step(opt, loss)
@@ -145,12 +150,13 @@ def class_targets(teacher: ArrayRecord | None, own: ArrayRecord | None, num_clas
 
 @torch.no_grad()
 def views(model: nn.Module, x: torch.Tensor, kind: Kind, batch_size: int = 2048) -> torch.Tensor:
-    """The kind's per-sample view (logits, features or embeddings) of every row of ``x``."""
+    """The kind's per-sample view (logits, features or embeddings) of every row of ``x``, on the host."""
     model.eval()
+    device = model_device(model)
     out = []
     for i in range(0, len(x), batch_size):
-        features = model.features(x[i:i + batch_size])
-        out.append(kind.view(model, features, model.head(features)))
+        features = model.features(x[i:i + batch_size].to(device))
+        out.append(kind.view(model, features, model.head(features)).cpu())
     return torch.cat(out)
 
 

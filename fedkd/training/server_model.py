@@ -17,6 +17,7 @@ from torch import nn
 
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits
+from fedkd.learning.device import torch_device
 from fedkd.learning.models import build_model, derive_seed
 from fedkd.training.loops import Schedule, digest, evaluate, predict
 
@@ -58,7 +59,7 @@ class ServerModel:
     def __init__(self, config: RunConfig, splits: Splits):
         self.config, self.splits = config, splits
         self.model = build_model(config.server_model, splits.input_shape, splits.num_classes,
-                                 derive_seed(config.seed, 11))
+                                 derive_seed(config.seed, 11)).to(torch_device(config.device))
         self.generator = torch.Generator().manual_seed(derive_seed(config.seed, 12))
         self.epochs, self.val_acc = 0, float("nan")
 
