@@ -1,0 +1,122 @@
+"""Many students of one architecture trained at once: stacked weights, ``torch.func.vmap``.
+
+The per-client loops of ``fedkd.training.loops`` spend most of a small student's
+time in Python and kernel launches; stacking K students' weights and mapping one
+step over them (``torch.func.functional_call`` inside ``vmap(grad(...))``) does the
+same arithmetic in K-wide kernels. What stays per client is exactly what the loops
+do per client: each student's own generator draws its batch order and private picks
+in the same order ``digest`` draws them, and each has its own Adam moments (the
+update below is ``torch.optim.Adam``'s, defaults and all). Work that lines up across
+clients is stacked here: the digest (every client fits the same public ids, in its
+own order) and predictions on shared rows; shards of different sizes stay with the
+per-client loops. Floats differ from the per-client loops only in the order the
+batched kernels sum in (``tests/test_stacked.py`` states the tolerance).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+from fedkd.learning.losses import SOFT_LOSSES
+from fedkd.training.loops import Schedule
+
+BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
+
+
+class StackedStudents:
+    """K students of one architecture as stacked tensors, with one Adam state each."""
+
+    def __init__(self, models: list[nn.Module]):
+        self.base = copy.deepcopy(models[0]).to("meta")
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.buffers = buffers
+        self.size = len(models)
+
+    def unstack(self, models: list[nn.Module]) -> None:
+        """Write each student's weights back into ``models`` (in order)."""
+        with torch.no_grad():
+            for i, model in enumerate(models):
+                for name, p in model.named_parameters():
+                    p.copy_(self.params[name][i])
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, n, classes): every student on its own rows ``x`` of shape (K, n, ...)."""
+        return vmap(lambda p, b, xs: functional_call(self.base, (p, b), (xs,)))(self.params, self.buffers, x)
+
+
+def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: torch.Tensor,
+                   private: list[tuple[torch.Tensor, torch.Tensor]], s: Schedule,
+                   generators: list[torch.Generator]) -> list[float]:
+    """``fedkd.training.loops.digest`` for K students at once (soft-labels knowledge): each
+    fits ``teacher`` on ``public_x`` in its own batch order, mixed by ``kd_weight`` with
+    the hard loss on its own private picks; returns each student's mean soft loss."""
+    soft_loss = SOFT_LOSSES[s.soft_loss]
+    mixed = s.kd_weight < 1
+    device = public_x.device
+
+    def loss(params, buffers, x, target, y):
+        logits = functional_call(students.base, (params, buffers), (x,))
+        n = len(target)
+        soft = soft_loss(logits[:n], target, s.temperature)
+        hard = F.cross_entropy(logits[n:], y) if mixed else soft * 0
+        total = s.kd_weight * soft + (1 - s.kd_weight) * hard if mixed else soft
+        return total, soft
+
+    step = vmap(grad(loss, has_aux=True))
+    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in students.params.items()}
+    losses: list[list[float]] = [[] for _ in range(students.size)]
+    t = 0
+    for _ in range(s.distill_epochs):
+        orders = [s.kind.batches(len(public_x), s.batch_size, g) for g in generators]
+        for b in range(len(orders[0])):
+            batches = [order[b] for order in orders]
+            xs, ys = [], []
+            for (px, py), batch, g in zip(private, batches, generators):
+                x = public_x[batch]
+                if mixed:  # drawn after the batch order, as digest draws it
+                    pick = torch.randint(len(px), (len(batch),), generator=g)
+                    x, y = torch.cat([x, px[pick]]), py[pick]
+                else:
+                    y = torch.zeros(0, dtype=torch.long)
+                xs.append(x)
+                ys.append(y)
+            grads, soft = step(students.params, students.buffers, torch.stack(xs).to(device),
+                               torch.stack([teacher[batch] for batch in batches]).to(device),
+                               torch.stack(ys).to(device))
+            t += 1
+            _adam(students.params, grads, moments, t, s.lr)
+            for i, value in enumerate(soft.tolist()):
+                losses[i].append(value)
+    return [sum(v) / len(v) if v else float("nan") for v in losses]
+
+
+def _adam(params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
+          moments: dict[str, tuple[torch.Tensor, torch.Tensor]], t: int, lr: float) -> None:
+    """One step of ``torch.optim.Adam`` (its defaults) on every stacked tensor."""
+    b1, b2 = BETAS
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    with torch.no_grad():
+        for name, p in params.items():
+            m, v = moments[name]
+            g = grads[name]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / (c2 ** 0.5)).add_(EPS)
+            p.addcdiv_(m, denom, value=-lr / c1)
+
+
+def predict_stacked(students: StackedStudents, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """(K, n, classes) logits of every student on the same rows ``x`` (n, ...), on the host."""
+    device = students.params[next(iter(students.params))].device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            chunk = x[i:i + batch_size].to(device)
+            out.append(students.logits(chunk.expand(students.size, *chunk.shape)).cpu())
+    return torch.cat(out, dim=1)
