@@ -20,6 +20,7 @@ QUERY = "query"
 MODEL = "model"
 KNOWLEDGE = "knowledge"
 METRICS = "metrics"
+COHORT = "cohort"  # a message to a node serving several clients: which of them it addresses
 STUDENT = "student"  # the student's weights in context.state (never sent)
 OWN_CLASS_LOGITS = "own-class-logits"  # a FedDistill client's last upload, in context.state
 OWN_ROUND = "own-class-logits-round"  # ... and the round it was sent in

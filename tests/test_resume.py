@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fedkd.client.cohort import node_count
 from fedkd.results import checkpoint
 from fedkd.results.store import MACHINE_METRICS, ResultsError, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
@@ -32,7 +33,7 @@ def _metrics(run_dir: Path) -> pd.DataFrame:
 
 def _run(config, run_dir, resume=False, first_node_id=1000, on_round=lambda r, m: None):
     """A run on this process's own clients; a resumed federation gets new node ids, as Flower's would."""
-    grid = PoolGrid(config.clients, workers=0, first_node_id=first_node_id,
+    grid = PoolGrid(node_count(config), workers=0, first_node_id=first_node_id,
                     state_dir=run_dir / checkpoint.CLIENT_STATE_DIR)
     run_server(grid, config, run_dir, on_round, resume=resume)
 
@@ -50,10 +51,11 @@ def _stop_after(round_: int):
 
 @pytest.mark.parametrize("strategy, options", [
     ("fedmd", {}), ("dsfl", {}), ("feddistill", {}), ("feddf", {"server_epochs": 2}),
-    ("fedmd", {"crash_rate": 0.3}),
+    ("fedmd", {"crash_rate": 0.3}), ("fedmd", {"cohort_size": 2, "crash_rate": 0.3}), ("feddf", {"cohort_size": 3}),
 ])
 def test_a_resumed_run_ends_with_the_metrics_of_an_uninterrupted_one(strategy, options, tmp_path):
-    config = tiny_config().replace(strategy=strategy, rounds=3, **options)
+    models = "cnn-s" if options.get("cohort_size", 1) > 2 else tiny_config().models  # 5 clients: cohorts of 3
+    config = tiny_config().replace(strategy=strategy, rounds=3, models=models, **options)
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     whole.mkdir(), cut.mkdir()
     _run(config, whole)

@@ -32,6 +32,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from fedkd import rules
+from fedkd.client.cohort import Handler, serve
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits, load_splits
 from fedkd.data.node_data import load_node_data
@@ -45,6 +46,7 @@ from fedkd.learning.models import build_model, derive_seed, shared_init_seed
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
     CLASS_LOGITS,
+    COHORT,
     DP_SGD,
     KNOWLEDGE,
     METRICS,
@@ -158,7 +160,17 @@ def _dp_sgd_epochs(client: _Client, context: Context, rnd: ConfigRecord,
     return loss, dp_sgd.epsilon(history, c.dp_delta)
 
 
-@app.train()
+def _per_client(handler: Handler) -> Handler:
+    """``handler`` for one client, or for each client of a cohort node (``fedkd.client.cohort``)."""
+    def handle(message: Message, context: Context) -> Message:
+        if COHORT in message.content:
+            return serve(handler, message, context)
+        return handler(message, context)
+
+    handle.__doc__ = handler.__doc__
+    return handle
+
+
 def train(message: Message, context: Context) -> Message:
     """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
     client = _Client(message, context)
@@ -225,7 +237,6 @@ def train(message: Message, context: Context) -> Message:
     return Message(content=out, reply_to=message)
 
 
-@app.evaluate()
 def evaluate_student(message: Message, context: Context) -> Message:
     """Accuracy and loss of this client's student (or the global model it was sent) on the test set
     (or the round's ``eval-rows`` of it)."""
@@ -240,7 +251,6 @@ def evaluate_student(message: Message, context: Context) -> Message:
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
 
-@app.query()
 def identify(message: Message, context: Context) -> Message:
     """Which partition this node holds (a resumed run's first question); the client's
     state saved at or before the resume round is restored first."""
@@ -251,3 +261,8 @@ def identify(message: Message, context: Context) -> Message:
         context.state[key] = state[key]
     metrics = MetricRecord({"partition-id": pid, "restored": int(state is not None)})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
+
+
+app.train()(_per_client(train))  # Flower calls these; a cohort node serves each of its clients
+app.evaluate()(_per_client(evaluate_student))
+app.query()(_per_client(identify))

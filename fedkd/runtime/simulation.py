@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from fedkd.client.cohort import node_count
 from fedkd.config import RunConfig
 from fedkd.results.checkpoint import STATE_DIR_ENV
 from fedkd.results.store import CLIENT_STATE_DIR
@@ -74,7 +75,7 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
         run_simulation(
             server_app=make_server_app(config, run_dir, on_round, started, resume),
             client_app=client_app,
-            num_supernodes=config.clients,
+            num_supernodes=node_count(config),
             backend_config=backend_config(cpus_per_client, verbose, ray_address, gpus_per_client),
         )
     finally:

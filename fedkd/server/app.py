@@ -20,6 +20,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedkd import rules
+from fedkd.client.cohort import node_count
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.external import short_name
@@ -40,6 +41,7 @@ from fedkd.results.store import (
     write_parquet,
 )
 from fedkd.server import loop
+from fedkd.server.cohort_grid import CohortGrid
 from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
@@ -127,6 +129,8 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     })
     restart = checkpoint.load(run_dir, splits) if resume else None
     strategy = restart.strategy if restart is not None else STRATEGIES[config.strategy](config, splits)
+    if config.cohort_size > 1:  # the strategy talks to clients, the grid to cohort nodes
+        grid = CohortGrid(grid, config)
     plan = FaultPlan(config)
     if plan.on_link:  # drops and stragglers happen between the server and the clients
         grid = UnreliableGrid(grid, plan, strategy.node_map.partition_of)
@@ -135,7 +139,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     if on_round is None:  # under `flwr run`: the round lines go to Flower's log
         FLOWER_LOG.info(HEADER)
         on_round = lambda rnd, m: FLOWER_LOG.info(format_round(rnd, config.rounds, m))
-    wait_for_nodes(grid, config.clients)
+    wait_for_nodes(grid, node_count(config))
     startup_s = time.perf_counter() - started if started is not None else float("nan")
     with events_log(run_dir / EVENTS_FILE):
         state = run_rounds(grid, config, strategy, table, on_round, restart,

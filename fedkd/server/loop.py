@@ -162,7 +162,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         for pid in sorted(report.rejected):
             table.add(rnd, pid, "rejected", 1)
         for metric, nodes in (("missing", unanswered.values()), ("failed", report.failed)):
-            for pid in filter(lambda p: p is not None, map(strategy.node_map.partition_of, nodes)):
+            for pid in sorted(filter(lambda p: p is not None, map(strategy.node_map.partition_of, nodes))):
                 table.add(rnd, pid, metric, 1)
         evaluated = {int(r.content[METRICS]["partition-id"]): r.content[METRICS]
                      for r in eval_replies if not r.has_error()}

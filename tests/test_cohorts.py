@@ -1,0 +1,46 @@
+"""Cohorts: K clients per simulated node give the same run as one client per node
+(resuming a cohort run: ``tests/test_resume.py``)."""
+
+import pandas as pd
+import pytest
+
+from fedkd.client.cohort import cohort_members, node_count
+from fedkd.runtime.pool_grid import PoolGrid
+from fedkd.server.app import run_server
+from tests.helpers import tiny_config
+
+VARYING = ("wall_time_s", "memory_mb")  # measured, not computed
+
+
+def _run(tmp_path, config) -> pd.DataFrame:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    run_server(PoolGrid(node_count(config), workers=0), config, tmp_path)
+    df = pd.read_csv(tmp_path / "metrics.csv", dtype={"client": str})
+    return df[~df.metric.isin(VARYING)].reset_index(drop=True)
+
+
+def test_cohorts_hold_one_architecture_and_every_client_once():
+    config = tiny_config().replace(clients=7, models="mlp-s,cnn-s", cohort_size=3)
+    cohorts = cohort_members(config)
+    assert cohorts == [[0, 2, 4], [6], [1, 3, 5]] and node_count(config) == 3
+    assert all(len({config.model_for(p) for p in c}) == 1 for c in cohorts)
+    assert node_count(config.replace(cohort_size=1)) == 7
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"strategy": "feddistill"}, {"strategy": "fedavg", "models": "cnn-s"},
+    {"crash_rate": 0.3, "byzantine_frac": 0.2}, {"strategy": "fedmd", "dp": "central", "dp_noise": 1.0},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "fedmd")
+def test_cohorts_give_the_metrics_of_one_client_per_node(tmp_path, options):
+    """Each member runs the same per-client code with the same seeds, so the figures are
+    equal exactly; only round 0's downlink differs: that broadcast (before the server
+    knows who is where) goes once per cohort node, not once per client."""
+    config = tiny_config().replace(clients=6, rounds=2, **options)
+    alone = _run(tmp_path / "k1", config)
+    together = _run(tmp_path / "k3", config.replace(cohort_size=3))
+    round0_down = (alone["round"] == 0) & (alone.metric == "bytes_down")
+    pd.testing.assert_frame_equal(alone[~round0_down], together[~round0_down.values])
+    failed = alone[alone.metric == "failed"]
+    if options.get("crash_rate"):
+        assert failed["value"].sum() > 0  # single members of a cohort failed on their own
+
