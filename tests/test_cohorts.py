@@ -32,14 +32,18 @@ def test_cohorts_hold_one_architecture_and_every_client_once():
     {"crash_rate": 0.3, "byzantine_frac": 0.2}, {"strategy": "fedmd", "dp": "central", "dp_noise": 1.0},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "fedmd")
 def test_cohorts_give_the_metrics_of_one_client_per_node(tmp_path, options):
-    """Each member runs the same per-client code with the same seeds, so the figures are
-    equal exactly; only round 0's downlink differs: that broadcast (before the server
-    knows who is where) goes once per cohort node, not once per client."""
+    """Each member runs the per-client code with the same seeds; the digests that line up
+    run stacked (vmap), whose float32 sums go in another order: figures agree to a
+    relative 1e-5 (measured: at most 8e-7, a digest loss; accuracies equal). Round 0's
+    downlink is counted per cohort node: that broadcast goes out before the server
+    knows who is where."""
     config = tiny_config().replace(clients=6, rounds=2, **options)
     alone = _run(tmp_path / "k1", config)
     together = _run(tmp_path / "k3", config.replace(cohort_size=3))
     round0_down = (alone["round"] == 0) & (alone.metric == "bytes_down")
-    pd.testing.assert_frame_equal(alone[~round0_down], together[~round0_down.values])
+    pd.testing.assert_frame_equal(alone[~round0_down], together[~round0_down.values], check_exact=False, rtol=1e-5)
+    accuracy = alone.metric == "test_acc"
+    assert (alone[accuracy]["value"].values == together[accuracy]["value"].values).all()
     failed = alone[alone.metric == "failed"]
     if options.get("crash_rate"):
         assert failed["value"].sum() > 0  # single members of a cohort failed on their own

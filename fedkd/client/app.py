@@ -18,6 +18,7 @@ Byzantine client corrupts the knowledge it uploads (``fedkd.faults.byzantine``).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from fedkd import rules
-from fedkd.client.cohort import Handler, serve
+from fedkd.client.cohort import Handler, Outcome, Together, one_by_one, serve
 from fedkd.config import RunConfig
 from fedkd.data.datasets import Splits, load_splits
 from fedkd.data.node_data import load_node_data
@@ -73,6 +74,7 @@ from fedkd.training.loops import (
     revisit,
     views,
 )
+from fedkd.training.stacked import StackedStudents, digest_stacked
 
 app = ClientApp()
 
@@ -160,11 +162,12 @@ def _dp_sgd_epochs(client: _Client, context: Context, rnd: ConfigRecord,
     return loss, dp_sgd.epsilon(history, c.dp_delta)
 
 
-def _per_client(handler: Handler) -> Handler:
-    """``handler`` for one client, or for each client of a cohort node (``fedkd.client.cohort``)."""
+def _per_client(handler: Handler, together: Together | None = None) -> Handler:
+    """``handler`` for one client, or for the clients of a cohort node (``fedkd.client.cohort``):
+    ``together`` serves them at once, else ``handler`` one by one."""
     def handle(message: Message, context: Context) -> Message:
         if COHORT in message.content:
-            return serve(handler, message, context)
+            return serve(together or one_by_one(handler), message, context)
         return handler(message, context)
 
     handle.__doc__ = handler.__doc__
@@ -173,7 +176,31 @@ def _per_client(handler: Handler) -> Handler:
 
 def train(message: Message, context: Context) -> Message:
     """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
-    client = _Client(message, context)
+    return _train(_Client(message, context), message, context)
+
+
+@dataclass
+class _Digested:
+    """A digest already done for this client (stacked with its cohort): what it left."""
+
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    loss: float
+
+
+def _schedule(client: _Client) -> Schedule:
+    c, rnd = client.config, client.round
+    private = MECHANISMS[c.dp].private_training  # record-level DP: distillation reads public rows only
+    return Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
+                    1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name, c.augment)
+
+
+def _generator(client: _Client) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(client.config.seed, client.partition_id,
+                                                     int(client.round["server-round"])))
+
+
+def _train(client: _Client, message: Message, context: Context, done: _Digested | None = None) -> Message:
     c, rnd, content = client.config, client.round, message.content
     server_round, pid = int(rnd["server-round"]), client.partition_id
     plan = FaultPlan(c)
@@ -181,13 +208,10 @@ def train(message: Message, context: Context) -> Message:
         raise InjectedCrash(f"client {pid} crashed in round {server_round} (injected: crash-rate={c.crash_rate})")
     reply = str(rnd["reply"])
     mechanism = MECHANISMS[c.dp]
-    private = mechanism.private_training  # record-level DP: distillation reads public rows only
-    schedule = Schedule(int(rnd["distill-epochs"]), int(rnd["local-epochs"]), float(rnd["temperature"]),
-                        1.0 if private else c.kd_weight, c.batch_size, c.lr, c.soft_loss, client.kind.name,
-                        c.augment)
-    generator = torch.Generator().manual_seed(
-        derive_seed(c.seed, client.partition_id, int(rnd["server-round"])))
-    opt = torch.optim.Adam(client.model.parameters(), lr=c.lr)
+    private = mechanism.private_training
+    schedule = _schedule(client)
+    generator = done.generator if done else _generator(client)
+    opt = done.optimizer if done else torch.optim.Adam(client.model.parameters(), lr=c.lr)
     metrics = {"partition-id": client.partition_id, "num-examples": len(client.private_y)}
     if server_round == 0 and c.public_labels:  # FedMD's transfer learning: the labelled public set first
         metrics["public-loss"] = revisit(client.model, opt, torch.from_numpy(client.splits.public_x),
@@ -201,7 +225,9 @@ def train(message: Message, context: Context) -> Message:
             client.model, opt, client.private_x, client.private_y, torch.from_numpy(targets),
             torch.from_numpy(has_target), schedule, generator)
     else:
-        if TEACHER in content:
+        if done:
+            metrics["digest-loss"] = done.loss
+        elif TEACHER in content:
             ids, teacher = payload.unpack(content[TEACHER])
             metrics["digest-loss"] = digest(
                 client.model, opt, torch.from_numpy(client.splits.public_x[ids]),
@@ -237,6 +263,53 @@ def train(message: Message, context: Context) -> Message:
     return Message(content=out, reply_to=message)
 
 
+def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
+    """A cohort's members: the digest stacked (``fedkd.training.stacked``) for the members
+    whose digests line up, everything else per client, as ``train`` does it."""
+    outcomes: dict[int, Outcome] = {}
+    clients: dict[int, _Client] = {}
+    for i, (message, context) in enumerate(members):
+        try:
+            clients[i] = _Client(message, context)
+        except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
+            outcomes[i] = ex
+    stacked = [i for i, client in clients.items() if _digest_stacks(client, members[i][0])]
+    done = _digest_together([clients[i] for i in stacked], members[stacked[0]][0]) if len(stacked) > 1 else []
+    digested = dict(zip(stacked, done))
+    for i, client in clients.items():
+        try:
+            outcomes[i] = _train(client, members[i][0], members[i][1], digested.get(i))
+        except Exception as ex:  # noqa: BLE001
+            outcomes[i] = ex
+    return [outcomes[i] for i in range(len(members))]
+
+
+def _digest_stacks(client: _Client, message: Message) -> bool:
+    """Whether this member's digest is the common one: soft labels on the shared teacher,
+    after round 0, no record-level DP, not a member that crashes now."""
+    c, rnd = client.config, client.round
+    return (TEACHER in message.content and str(rnd["reply"]) == PUBLIC_LOGITS and client.kind.name == "soft-labels"
+            and int(rnd["distill-epochs"]) > 0 and not MECHANISMS[c.dp].private_training
+            and FaultPlan(c).fate(int(rnd["server-round"]), client.partition_id) != CRASH)
+
+
+def _digest_together(clients: list[_Client], message: Message) -> list[_Digested]:
+    ids, teacher = payload.unpack(message.content[TEACHER])
+    first = clients[0]
+    schedule, generators = _schedule(first), [_generator(client) for client in clients]
+    models = [client.model for client in clients]
+    students = StackedStudents(models)
+    losses = digest_stacked(students, torch.from_numpy(first.splits.public_x[ids]), torch.from_numpy(teacher),
+                            [(client.private_x, client.private_y) for client in clients], schedule, generators)
+    students.unstack(models)
+    done = []
+    for i, (model, generator, loss) in enumerate(zip(models, generators, losses)):
+        opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
+        opt.state.update(students.adam_state(i, model))
+        done.append(_Digested(generator, opt, loss))
+    return done
+
+
 def evaluate_student(message: Message, context: Context) -> Message:
     """Accuracy and loss of this client's student (or the global model it was sent) on the test set
     (or the round's ``eval-rows`` of it)."""
@@ -263,6 +336,6 @@ def identify(message: Message, context: Context) -> Message:
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
 
-app.train()(_per_client(train))  # Flower calls these; a cohort node serves each of its clients
+app.train()(_per_client(train, train_cohort))  # Flower calls these; a cohort node serves each of its clients
 app.evaluate()(_per_client(evaluate_student))
 app.query()(_per_client(identify))

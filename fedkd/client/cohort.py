@@ -61,24 +61,37 @@ def split_records(content: RecordDict) -> tuple[dict[str, Record], dict[int, dic
 
 
 Handler = Callable[[Message, Context], Message]
+Outcome = Message | Exception  # a member's reply, or what it raised
+Together = Callable[[list[tuple[Message, Context]]], list[Outcome]]
 
 
-def serve(handler: Handler, message: Message, context: Context) -> Message:
-    """``handler``'s work for every addressed member, in partition order; one reply."""
+def one_by_one(handler: Handler) -> Together:
+    """Members served in turn by the per-client ``handler``."""
+    def serve_all(members: list[tuple[Message, Context]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for message, context in members:
+            try:
+                outcomes.append(handler(message, context))
+            except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
+                outcomes.append(ex)
+        return outcomes
+    return serve_all
+
+
+def serve(together: Together, message: Message, context: Context) -> Message:
+    """The work of every addressed member (``together`` gets them in partition order); one reply."""
     config = rules.load(dict(message.content[RUN]))
-    members = list(message.content[COHORT].get("members", [])) or \
+    pids = list(message.content[COHORT].get("members", [])) or \
         cohort_members(config)[int(context.node_config["partition-id"])]
     common, own = split_records(message.content)
+    members = [(Message(content=RecordDict({**common, **own.get(pid, {})}), metadata=message.metadata),
+                _member_context(context, pid, config.clients)) for pid in pids]
     out: dict[str, Record] = {}
-    for pid in members:
-        member = Message(content=RecordDict({**common, **own.get(pid, {})}), metadata=message.metadata)
-        member_context = _member_context(context, pid, config.clients)
-        try:
-            reply = handler(member, member_context)
-        except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
-            out[member_key(pid, ERROR)] = ConfigRecord({"reason": f"{type(ex)}:<'{ex}'>"})
+    for pid, (_, member_context), outcome in zip(pids, members, together(members)):
+        if isinstance(outcome, Exception):
+            out[member_key(pid, ERROR)] = ConfigRecord({"reason": f"{type(outcome)}:<'{outcome}'>"})
         else:
-            out.update({member_key(pid, name): record for name, record in reply.content.items()})
+            out.update({member_key(pid, name): record for name, record in outcome.content.items()})
         _keep_state(context, pid, member_context)
     return Message(content=RecordDict(out), reply_to=message)
 

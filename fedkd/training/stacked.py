@@ -37,6 +37,15 @@ class StackedStudents:
         self.params = {k: v.detach() for k, v in params.items()}
         self.buffers = buffers
         self.size = len(models)
+        self.moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
+        self.steps = 0  # Adam steps taken (the same for every student: their batches line up)
+
+    def adam_state(self, i: int, model: nn.Module) -> dict:
+        """Student ``i``'s Adam state as ``torch.optim.Adam`` keeps it for ``model``'s
+        parameters, so a per-client optimiser continues where the stacked steps left off."""
+        return {p: {"step": torch.tensor(float(self.steps)), "exp_avg": self.moments[name][0][i].clone(),
+                    "exp_avg_sq": self.moments[name][1][i].clone()}
+                for name, p in model.named_parameters()} if self.steps else {}
 
     def unstack(self, models: list[nn.Module]) -> None:
         """Write each student's weights back into ``models`` (in order)."""
@@ -69,9 +78,7 @@ def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: t
         return total, soft
 
     step = vmap(grad(loss, has_aux=True))
-    moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in students.params.items()}
     losses: list[list[float]] = [[] for _ in range(students.size)]
-    t = 0
     for _ in range(s.distill_epochs):
         orders = [s.kind.batches(len(public_x), s.batch_size, g) for g in generators]
         for b in range(len(orders[0])):
@@ -89,8 +96,8 @@ def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: t
             grads, soft = step(students.params, students.buffers, torch.stack(xs).to(device),
                                torch.stack([teacher[batch] for batch in batches]).to(device),
                                torch.stack(ys).to(device))
-            t += 1
-            _adam(students.params, grads, moments, t, s.lr)
+            students.steps += 1
+            _adam(students.params, grads, students.moments, students.steps, s.lr)
             for i, value in enumerate(soft.tolist()):
                 losses[i].append(value)
     return [sum(v) / len(v) if v else float("nan") for v in losses]
