@@ -72,9 +72,10 @@ from fedkd.training.loops import (
     distill_private,
     evaluate,
     revisit,
+    scores,
     views,
 )
-from fedkd.training.stacked import StackedStudents, digest_stacked
+from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
 
 app = ClientApp()
 
@@ -314,14 +315,37 @@ def evaluate_student(message: Message, context: Context) -> Message:
     """Accuracy and loss of this client's student (or the global model it was sent) on the test set
     (or the round's ``eval-rows`` of it)."""
     client = _Client(message, context)
+    x, y = _test_rows(client)
+    return _evaluated(client, message, context, *evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y)))
+
+
+def _test_rows(client: _Client) -> tuple[np.ndarray, np.ndarray]:
+    return client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
+
+
+def _evaluated(client: _Client, message: Message, context: Context, acc: float, loss: float) -> Message:
     if MODEL in message.content:
         client.save(context)  # the global model is what this client now holds
-    x, y = client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
-    acc, loss = evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y))
-    metrics = MetricRecord({"partition-id": client.partition_id,
-                            "num-examples": len(y),
+    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(_test_rows(client)[1]),
                             "test-acc": acc, "test-loss": loss})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
+
+
+def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
+    """A cohort's members evaluated at once: every student on the same test rows, stacked."""
+    clients: dict[int, _Client] = {}
+    outcomes: dict[int, Outcome] = {}
+    for i, (message, context) in enumerate(members):
+        try:
+            clients[i] = _Client(message, context)
+        except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
+            outcomes[i] = ex
+    if clients:
+        x, y = _test_rows(next(iter(clients.values())))
+        logits = predict_stacked(StackedStudents([c.model for c in clients.values()]), torch.from_numpy(x))
+        for (i, client), member_logits in zip(clients.items(), logits):
+            outcomes[i] = _evaluated(client, members[i][0], members[i][1], *scores(member_logits, torch.from_numpy(y)))
+    return [outcomes[i] for i in range(len(members))]
 
 
 def identify(message: Message, context: Context) -> Message:
@@ -337,5 +361,5 @@ def identify(message: Message, context: Context) -> Message:
 
 
 app.train()(_per_client(train, train_cohort))  # Flower calls these; a cohort node serves each of its clients
-app.evaluate()(_per_client(evaluate_student))
+app.evaluate()(_per_client(evaluate_student, evaluate_cohort))
 app.query()(_per_client(identify))

@@ -174,5 +174,9 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) on a labelled set."""
-    logits = predict(model, x)
+    return scores(predict(model, x), y)
+
+
+def scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``logits`` for labels ``y``."""
     return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
