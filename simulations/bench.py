@@ -1,17 +1,19 @@
-"""Engine overhead: one workload on Flower + Ray and on the compute floor, side by side.
+"""fedkd against the compute floor: one client workload, three ways, side by side.
 
-    python simulations/bench.py --clients 100 --rounds 5
+    python simulations/bench.py --clients 100 --rounds 5 --cohort-size 25
 
-(a) fedkd as users run it: Flower's simulation engine on Ray, one actor per core.
-(b) the compute floor: the same round loop, strategy and ClientApp, the messages
-    handed to a plain ``multiprocessing`` pool with as many processes as cores (no
-    Flower engine, no Ray).
-(c) for reference, FedAvg (Flower's own aggregation) on Flower + Ray with the same
-    clients, rounds and data, every client on the workload's first model.
-Runs (a) and (b) use the same seed and must give the same metrics; the script checks it.
-It prints, per mode, the start-up + round-0 time, the median round time over rounds
-after the first, client-rounds per second, and the peak memory (PSS) of the process
-and all its descendants; then the ratio a/b. Results also go to a CSV.
+(a) fedkd as users run it by default: Flower's simulation engine on Ray, one virtual
+    node per client, one actor per core.
+(b) fedkd with cohorts: the same, ``--cohort-size`` clients per virtual node, their
+    digests and evaluations stacked (``fedkd.client.cohort``).
+(c) the floor: the same rounds' client work (digest, predictions, evaluation) as
+    stacked bare PyTorch in one process per core: no Flower, no Ray, no messages
+    (``fedkd.runtime.vector_floor``).
+Runs (a) and (b) use the same seed; the script checks that their metrics agree (to a
+relative 1e-5: stacked float sums go in another order). It prints, per mode, the
+start-up + round-0 time, the median round time over rounds after the first,
+client-rounds per second and the peak memory (PSS) of the process and all its
+descendants; then the ratios b/a and b/c (the headline) and a/c. Results also go to a CSV.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fedkd.cli.flags import build_parser, prepare_data, resolve
@@ -48,67 +51,84 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
     }
 
 
+def _floor_row(config, workers: int) -> dict:
+    from fedkd.runtime.vector_floor import floor_rounds
+
+    start = time.perf_counter()
+    with PeakMemory() as memory:
+        rounds = floor_rounds(config, workers)
+    median = float(pd.Series(rounds[1:]).median())
+    return {"mode": f"floor: stacked PyTorch, {workers} processes", "clients": config.clients,
+            "rounds": config.rounds, "startup_and_round0_s": float("nan"), "median_round_s": median,
+            "client_rounds_per_s": config.clients_per_round / median, "peak_pss_mb": memory.peak,
+            "total_s": time.perf_counter() - start}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("bench.py", __doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes of the compute floor (default: one per core, as Ray's actors)")
+                        help="processes of the floor (default: one per core, as Ray's actors)")
     parser.add_argument("--csv", default="results/bench.csv", help="where to write the table")
     args = parser.parse_args(argv)
-    config = resolve(parser, args, rounds=5)
+    config = resolve(parser, args, rounds=5, cohort_size=25)
     if config.rounds < 2:
         parser.error(f"--rounds={config.rounds}: the benchmark needs >= 2 (round 1 is excluded)")
+    if config.cohort_size < 2:
+        parser.error(f"--cohort-size={config.cohort_size}: the benchmark compares cohorts (>= 2) with one "
+                     "client per node")
     if args.workers < 1:
         parser.error(f"--workers={args.workers}: must be >= 1")
     logging.getLogger("flwr").setLevel(logging.WARNING)
+    load = os.getloadavg()[0]  # the machine before the benchmark (idle: near 0)
     prepare_data(parser, config)
 
-    from fedkd.results.store import CLIENT_STATE_DIR
-    from fedkd.runtime.pool_grid import PoolGrid
     from fedkd.runtime.simulation import simulate
-    from fedkd.server.app import run_server
 
-    def flower(run_dir: Path) -> None:
-        simulate(config, run_dir, on_round=lambda r, m: print(f"  flower round {r}: {m['wall_time_s']:.2f} s",
-                                                              flush=True))
+    alone = config.replace(cohort_size=1)
 
-    fedavg_config = config.replace(strategy="fedavg", models=config.model_names[0])
-
-    def fedavg(run_dir: Path) -> None:
-        simulate(fedavg_config, run_dir, on_round=lambda r, m: print(
-            f"  fedavg round {r}: {m['wall_time_s']:.2f} s", flush=True))
-
-    def floor(run_dir: Path) -> None:
-        # the clients keep their state on disk as in (a), so both do the same work
-        grid = PoolGrid(config.clients, args.workers, state_dir=run_dir / CLIENT_STATE_DIR)
-        try:
-            run_server(grid, config, run_dir, on_round=lambda r, m: print(
-                f"  floor  round {r}: {m['wall_time_s']:.2f} s", flush=True))
-        finally:
-            grid.close()
+    def run_with(c, label):
+        return lambda run_dir: simulate(c, run_dir, on_round=lambda r, m: print(
+            f"  {label} round {r}: {m['wall_time_s']:.2f} s", flush=True))
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        modes = (("fedkd on Flower + Ray", flower), ("compute floor (multiprocessing)", floor),
-                 (f"FedAvg on Flower + Ray ({fedavg_config.models})", fedavg))
-        for mode, run in modes:
+        modes = (("fedkd, one client per node", run_with(alone, "K=1"), alone),
+                 (f"fedkd, cohorts of {config.cohort_size}", run_with(config, f"K={config.cohort_size}"), config))
+        for i, (mode, run, c) in enumerate(modes):
             print(f"{mode} ...", flush=True)
-            run_dir = Path(tmp) / mode.split()[0]
+            run_dir = Path(tmp) / f"mode{i}"
             run_dir.mkdir()
-            rows.append(_measure(mode, run, config, run_dir))
-        a, b = (read_metrics(Path(tmp) / d) for d in ("fedkd", "compute"))
-        same = a[~a.metric.isin(MACHINE_METRICS)].equals(b[~b.metric.isin(MACHINE_METRICS)])
+            rows.append(_measure(mode, run, c, run_dir))
+        a, b = (read_metrics(Path(tmp) / f"mode{i}") for i in range(2))
+        same = _agree(a, b)
+    print(f"floor, {args.workers} processes ...", flush=True)
+    rows.append(_floor_row(config, args.workers))
 
     table = pd.DataFrame(rows)
-    ratio = table.loc[0, "median_round_s"] / table.loc[1, "median_round_s"]
+    t = table["median_round_s"]
+    ratios = {"cohorts_over_one": t[1] / t[0], "cohorts_over_floor": t[1] / t[2], "one_over_floor": t[0] / t[2]}
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.assign(overhead_ratio_a_over_b=ratio, same_metrics=same).to_csv(args.csv, index=False)
+    table.assign(**ratios, same_metrics=same).to_csv(args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds"]).to_string(index=False))
-    print(f"engine overhead a/b (median round time): {ratio:.2f}; same metrics in both: {same}")
+    print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
+          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f}; "
+          f"metrics of (a) and (b) agree: {same}")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
-          f"models {config.models}, {config.dataset}; {args.workers} floor workers, {os.cpu_count()} cores")
+          f"models {config.models}, {config.dataset}, eval-size {config.eval_size or 'all'}; {args.workers} floor "
+          f"processes, {os.cpu_count()} cores, load {load:.2f} before the run")
     print(f"table: {args.csv}")
     return 0 if same else 1
+
+
+def _agree(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """The runs' computed metrics agree to a relative 1e-5 (round 0's downlink aside: it is
+    counted per node, and cohorts have fewer nodes)."""
+    a, b = (m[~m.metric.isin(MACHINE_METRICS) & ~((m["round"] == 0) & (m.metric == "bytes_down"))]
+            .sort_values(["round", "client", "metric"]).reset_index(drop=True) for m in (a, b))
+    if len(a) != len(b) or not (a[["round", "client", "metric"]].values == b[["round", "client", "metric"]].values).all():
+        return False
+    return bool(np.allclose(a["value"], b["value"], rtol=1e-5, atol=1e-8, equal_nan=True))
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def test_only_knowledge_on_public_ids_crosses_the_wire(runs):
 
 @pytest.mark.slow
 def test_compute_floor_pool_gives_the_same_metrics(runs, tmp_path):
-    """simulations/bench.py's floor runs the same rounds without Flower's engine."""
+    """A pool of worker processes (``PoolGrid``) runs the same rounds without Flower's engine."""
     from fedkd.runtime.pool_grid import PoolGrid
     from fedkd.server.app import run_server
 

@@ -69,3 +69,11 @@ def test_students_trained_differently_stay_different():
     stacked = StackedStudents(models)
     out = predict_stacked(stacked, torch.from_numpy(splits.test_x[:20]))
     assert out.shape == (2, 20, 10) and not torch.allclose(out[0], out[1])
+
+
+def test_the_floor_times_every_round_after_round_0():
+    from fedkd.runtime.vector_floor import floor_rounds
+
+    config = tiny_config().replace(rounds=3)
+    times = floor_rounds(config, workers=2)
+    assert len(times) == 3 and all(t > 0 for t in times)

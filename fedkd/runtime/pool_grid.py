@@ -1,4 +1,4 @@
-"""A grid over plain worker processes: the compute floor that benchmarks compare against.
+"""A grid over plain worker processes: fedkd's rounds without Flower's engine (tests, studies).
 
 ``PoolGrid`` stands where Flower's grid stands in ``run_rounds``: it hands each
 (message, context) pair to a free process of a ``multiprocessing`` pool, which calls

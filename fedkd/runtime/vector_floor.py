@@ -1,0 +1,67 @@
+"""The compute floor of a round: its client work as stacked bare PyTorch, one process per core.
+
+No Flower, no Ray, no messages, no strategy: each process takes a share of the
+clients, stacks its students by architecture (``fedkd.training.stacked``) and does,
+per round after round 0, what a client of a public-set strategy does with the default
+schedule: digest the teacher on the round's public ids (mixed with private picks by
+``kd-weight``), predict the next round's query ids, and evaluate on the test rows.
+Round 0's local epochs differ per shard and are not part of the floor. What fedkd
+adds on top of this (messages, aggregation, checkpoints, sampling, faults) is what
+``simulations/bench.py`` measures as the ratio to it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import numpy as np
+import torch
+
+from fedkd.config import RunConfig
+from fedkd.data.datasets import load_splits
+from fedkd.data.partition import partition_indices
+from fedkd.knowledge.payload import query_ids
+from fedkd.learning.models import build_model, derive_seed
+from fedkd.training.loops import Schedule, scores
+from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
+
+
+def floor_rounds(config: RunConfig, workers: int) -> list[float]:
+    """Seconds of each round 1..rounds, every worker's share done in parallel."""
+    shares = [list(range(w, config.clients, workers)) for w in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        times = pool.starmap(_work, [(config, share) for share in shares if share])
+    return [max(column) for column in zip(*times)]
+
+
+def _work(config: RunConfig, partitions: list[int]) -> list[float]:
+    torch.set_num_threads(config.threads)
+    splits = load_splits(config)
+    rows = partition_indices(config)
+    groups: dict[str, list[int]] = {}
+    for pid in partitions:
+        groups.setdefault(config.model_for(pid), []).append(pid)
+    students = {name: StackedStudents([build_model(name, splits.input_shape, splits.num_classes,
+                                                   derive_seed(config.seed, pid)) for pid in pids])
+                for name, pids in groups.items()}
+    private = {pid: (torch.from_numpy(splits.private_x[rows[pid]]), torch.from_numpy(splits.private_y[rows[pid]]))
+               for pid in partitions}
+    test_x, test_y = (torch.from_numpy(a) for a in splits.test_rows(config.eval_size, config.seed))
+    schedule = Schedule(config.distill_epochs, 0, config.temperature, config.kd_weight, config.batch_size,
+                        config.lr, config.soft_loss)
+    teacher_rng = np.random.default_rng(config.seed)
+    times = []
+    for rnd in range(1, config.rounds + 1):
+        ids = query_ids(config, rnd - 1)
+        teacher = torch.from_numpy(teacher_rng.normal(size=(len(ids), splits.num_classes)).astype(np.float32))
+        start = time.perf_counter()
+        for name, pids in groups.items():
+            digest_stacked(students[name], torch.from_numpy(splits.public_x[ids]), teacher,
+                           [private[p] for p in pids], schedule,
+                           [torch.Generator().manual_seed(derive_seed(config.seed, p, rnd)) for p in pids])
+            predict_stacked(students[name], torch.from_numpy(splits.public_x[query_ids(config, rnd)]))
+            for logits in predict_stacked(students[name], test_x):
+                scores(logits, test_y)
+        times.append(time.perf_counter() - start)
+    return times
