@@ -187,6 +187,7 @@ class _Digested:
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
     loss: float
+    views: torch.Tensor | None = None  # the student's logits on the query ids, where nothing trains after
 
 
 def _schedule(client: _Client) -> Schedule:
@@ -242,7 +243,8 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
         query_ids = payload.unpack_ids(content[QUERY])
-        v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
+        v = done.views if done and done.views is not None else \
+            views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         upload = client.kind.payload(v, c.batch_size)
         upload = mechanism.release(upload, c, float(rnd["dp-noise"]),  # local DP: noised before it leaves
                                    np.random.default_rng([c.seed, 6, pid, server_round]))
@@ -303,11 +305,15 @@ def _digest_together(clients: list[_Client], message: Message) -> list[_Digested
     losses = digest_stacked(students, torch.from_numpy(first.splits.public_x[ids]), torch.from_numpy(teacher),
                             [(client.private_x, client.private_y) for client in clients], schedule, generators)
     students.unstack(models)
+    answers = [None] * len(models)
+    if schedule.local_epochs == 0 and QUERY in message.content:  # nothing trains after: answer together
+        answers = list(predict_stacked(students, torch.from_numpy(
+            first.splits.public_x[payload.unpack_ids(message.content[QUERY])])))
     done = []
-    for i, (model, generator, loss) in enumerate(zip(models, generators, losses)):
+    for i, (model, generator, loss, answer) in enumerate(zip(models, generators, losses, answers)):
         opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
         opt.state.update(students.adam_state(i, model))
-        done.append(_Digested(generator, opt, loss))
+        done.append(_Digested(generator, opt, loss, answer))
     return done
 
 
