@@ -21,6 +21,7 @@ import pandas as pd
 
 from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.client.cohort import node_count
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import dataset_spec
 from fedkd.data.partition import label_histograms
@@ -144,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
         f"sampled every {PEAK_INTERVAL_S:.0f} s)")
-    say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {config.clients} "
-        f"virtual nodes), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
+    nodes = f"{node_count(config)} virtual nodes" + (f" of {config.cohort_size} clients each"
+                                                   if config.cohort_size > 1 else "")
+    say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
         f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0

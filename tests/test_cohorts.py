@@ -28,7 +28,7 @@ def test_cohorts_hold_one_architecture_and_every_client_once():
 
 
 @pytest.mark.parametrize("options", [
-    {}, {"strategy": "feddistill"}, {"strategy": "fedavg", "models": "cnn-s"},
+    {}, {"local_epochs": 1, "fraction": 1.0}, {"strategy": "feddistill"}, {"strategy": "fedavg", "models": "cnn-s"},
     {"crash_rate": 0.3, "byzantine_frac": 0.2}, {"strategy": "fedmd", "dp": "central", "dp_noise": 1.0},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "fedmd")
 def test_cohorts_give_the_metrics_of_one_client_per_node(tmp_path, options):
