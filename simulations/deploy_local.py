@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="do not echo the run's log")
     args = parser.parse_args(argv)
     config = resolve(parser, args, clients=DEFAULT_CLIENTS)
+    if config.cohort_size > 1:
+        parser.error(f"--cohort-size={config.cohort_size}: cohorts are a simulation's; a deployment runs one "
+                     "client per SuperNode (cohort-size 1)")
     out = Path(config.out).resolve()
     files = node_files(parser, config, args.data_dir) if args.data_dir else None
     if files is None:

@@ -21,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedkd import rules
 from fedkd.client.cohort import node_count
-from fedkd.config import RunConfig
+from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.external import short_name
 from fedkd.faults.plan import FaultPlan, UnreliableGrid
@@ -182,4 +182,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: the run config comes from pyproject.toml and the CLI."""
     config = rules.load(context.run_config)
+    if config.cohort_size > 1:  # SuperNodes are devices here (or flwr run's one node per client)
+        raise ConfigError("cohort-size", config.cohort_size, "cohorts run through simulations/run.py; under "
+                          "`flwr run` every SuperNode is one client (cohort-size 1)")
     run_server(grid, config, new_run_dir(config), flower_run_id=context.run_id)
