@@ -71,8 +71,8 @@ def test_mnist1d_grows_its_pool_for_more_clients_and_keeps_it_below():
     from fedkd.data.datasets import DATASETS, GROWN_PER_CLIENT, MNIST1D_SAMPLES, dataset_spec
 
     default = DATASETS["mnist1d"].spec
-    assert dataset_spec(RunConfig(clients=4000)) == default  # today's data, unchanged
+    assert dataset_spec(RunConfig(clients=1000)) == default  # today's data, unchanged
     grown = dataset_spec(RunConfig(clients=10_000))
-    assert grown.pool == 8_000 + GROWN_PER_CLIENT * 10_000 > MNIST1D_SAMPLES
+    assert grown.pool == 8_000 + GROWN_PER_CLIENT * 10_000 > MNIST1D_SAMPLES and GROWN_PER_CLIENT == 32
     assert grown.private == GROWN_PER_CLIENT * 10_000 and grown.test == default.test
     assert dataset_spec(RunConfig(dataset="digits", clients=10_000)) == DATASETS["digits"].spec  # not generated

@@ -105,8 +105,8 @@ class Builtin:
         return dataclasses.replace(spec, pool=needed) if self.grows and needed > spec.pool else spec
 
 
-MNIST1D_SAMPLES = 40_000  # the default pool: up to 4,000 clients keep exactly this data
-GROWN_PER_CLIENT = 8  # private samples per client in a grown pool (10,000 clients: 88,000 samples)
+MNIST1D_SAMPLES = 40_000  # the default pool: up to 1,000 clients keep exactly this data
+GROWN_PER_CLIENT = 32  # private samples per client in a grown pool, as 1,000 clients have (10,000: 328,000)
 
 
 def _load_mnist1d(seed: int, samples: int) -> tuple[np.ndarray, np.ndarray]:

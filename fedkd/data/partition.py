@@ -24,22 +24,41 @@ def min_partition_size(pool: int, clients: int) -> int:
     return max(1, min(MIN_PRIVATE_PER_CLIENT, pool // clients // 3))
 
 
-def _iid(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
+def _partitions(c: RunConfig, columns: dict, pool: int) -> list[np.ndarray]:
+    """Each partition's rows; where Dirichlet's retries cannot give every shard its smallest
+    size (10,000 shards: some shard comes out short in every draw), the size halves."""
+    import datasets
+
+    smallest = min_partition_size(pool, c.clients)
+    while True:
+        partitioner = PARTITIONERS[c.partition](c.clients, c.alpha, c.classes_per_client, c.seed, smallest)
+        partitioner.dataset = datasets.Dataset.from_dict(columns)
+        try:
+            with warnings.catch_warnings():  # retries are reported once, by the caller, if they fail
+                warnings.simplefilter("ignore", UserWarning)
+                return [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(c.clients)]
+        except ValueError:
+            if c.partition != "dirichlet" or smallest == 1:
+                raise
+            smallest //= 2
+
+
+def _iid(clients: int, alpha: float, classes_per_client: int, seed: int, smallest: int):
     from flwr_datasets.partitioner import IidPartitioner
 
     return IidPartitioner(num_partitions=clients)
 
 
-def _dirichlet(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
+def _dirichlet(clients: int, alpha: float, classes_per_client: int, seed: int, smallest: int):
     from flwr_datasets.partitioner import DirichletPartitioner
 
     return DirichletPartitioner(
         num_partitions=clients, partition_by="label", alpha=alpha,
-        min_partition_size=min_partition_size(pool, clients), self_balancing=True, seed=seed,
+        min_partition_size=smallest, self_balancing=True, seed=seed,
     )
 
 
-def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
+def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int, smallest: int):
     from flwr_datasets.partitioner import PathologicalPartitioner
 
     return PathologicalPartitioner(
@@ -49,7 +68,7 @@ def _pathological(clients: int, alpha: float, classes_per_client: int, seed: int
     )
 
 
-def _natural(clients: int, alpha: float, classes_per_client: int, seed: int, pool: int):
+def _natural(clients: int, alpha: float, classes_per_client: int, seed: int, smallest: int):
     from flwr_datasets.partitioner import NaturalIdPartitioner
 
     return NaturalIdPartitioner(partition_by="group")  # one partition per natural id; clients take the first
@@ -79,17 +98,11 @@ def _partition_indices(config: RunConfig):
              "pathological": f"-k{c.classes_per_client}", "natural": f"-{c.partition_column}"}.get(c.partition, "")
 
     def build():
-        import datasets
-
         splits = load_splits(c)
         columns = {"label": splits.private_y, "row": np.arange(len(splits.private_y))}
         if c.partition == "natural":
             columns["group"] = splits.private_groups
-        partitioner = PARTITIONERS[c.partition](c.clients, c.alpha, c.classes_per_client, c.seed, pool)
-        partitioner.dataset = datasets.Dataset.from_dict(columns)
-        with warnings.catch_warnings():  # retries are reported once, by the caller, if they fail
-            warnings.simplefilter("ignore", UserWarning)
-            parts = [np.asarray(partitioner.load_partition(i)["row"], dtype=np.int64) for i in range(c.clients)]
+        parts = _partitions(c, columns, pool)
         return {"rows": np.concatenate(parts), "sizes": np.array([len(p) for p in parts])}
 
     name = f"partition-{data_tag(c)}{pool}-seed{c.seed}-{c.partition}-n{c.clients}{param}"
