@@ -266,16 +266,22 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
     return Message(content=out, reply_to=message)
 
 
-def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
-    """A cohort's members: the digest stacked (``fedkd.training.stacked``) for the members
-    whose digests line up, everything else per client, as ``train`` does it."""
-    outcomes: dict[int, Outcome] = {}
+def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client], dict[int, Outcome]]:
+    """Each member's client by position, or what building it raised."""
     clients: dict[int, _Client] = {}
+    outcomes: dict[int, Outcome] = {}
     for i, (message, context) in enumerate(members):
         try:
             clients[i] = _Client(message, context)
         except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
             outcomes[i] = ex
+    return clients, outcomes
+
+
+def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
+    """A cohort's members: the digest stacked (``fedkd.training.stacked``) for the members
+    whose digests line up, everything else per client, as ``train`` does it."""
+    clients, outcomes = _members(members)
     stacked = [i for i, client in clients.items() if _digest_stacks(client, members[i][0])]
     done = _digest_together([clients[i] for i in stacked], members[stacked[0]][0]) if len(stacked) > 1 else []
     digested = dict(zip(stacked, done))
@@ -339,13 +345,7 @@ def _evaluated(client: _Client, message: Message, context: Context, acc: float, 
 
 def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     """A cohort's members evaluated at once: every student on the same test rows, stacked."""
-    clients: dict[int, _Client] = {}
-    outcomes: dict[int, Outcome] = {}
-    for i, (message, context) in enumerate(members):
-        try:
-            clients[i] = _Client(message, context)
-        except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
-            outcomes[i] = ex
+    clients, outcomes = _members(members)
     if clients:
         x, y = _test_rows(next(iter(clients.values())))
         logits = predict_stacked(StackedStudents([c.model for c in clients.values()]), torch.from_numpy(x))
