@@ -110,7 +110,8 @@ class RunConfig:
     eval_every: int = _opt(1, "evaluate the students every k rounds (round 0 and the last always)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     cohort_size: int = _opt(1, "clients one simulated node serves (one architecture per cohort); 1: a node per "
-                               "client, as on real devices")
+                               "client, as on real devices; 0: chosen for the clients and this machine's cores "
+                               "(the simulation scripts' default)")
     device: str = _opt("auto", "where students and the server model compute: auto (CUDA if PyTorch sees a GPU), "
                                "cpu, cuda")
     threads: int = _opt(1, "PyTorch threads of each client and of the server's own training; fixed by the run "
@@ -231,7 +232,8 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dp-delta": (_fraction(low_open=True), "a probability in (0, 1)"),
     "target-epsilon": (lambda v: v > 0, "a budget ε > 0 (inf: no budget)"),
     "eval-size": (lambda v: v >= 0, "must be >= 0 (0: the whole test set)"), "eval-every": _AT_LEAST_1,
-    "seed": _AT_LEAST_0, "threads": _AT_LEAST_1, "cohort-size": _AT_LEAST_1, "out": (bool, "a folder path"),
+    "seed": _AT_LEAST_0, "threads": _AT_LEAST_1,
+    "cohort-size": (lambda v: v >= 0, "must be >= 0 (0: chosen for the clients and cores; 1: a node per client)"), "out": (bool, "a folder path"),
 }
 
 

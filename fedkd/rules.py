@@ -15,6 +15,7 @@ value and what is allowed, wherever it enters and before any long work.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -58,9 +59,20 @@ def complete(config: RunConfig) -> RunConfig:
     """``config`` checked, what it leaves to the data set (0 or "") filled in."""
     config.check_fields()
     _names(config)
-    filled = config.replace_unchecked(**data_defaults(config))
+    filled = config.replace_unchecked(**data_defaults(config), cohort_size=config.cohort_size or auto_cohort_size(
+        config.clients))
     check(filled)
     return filled
+
+
+COHORT_MAX = 25  # clients per simulated node at most, by default (README, "Cohorts": measured)
+
+
+def auto_cohort_size(clients: int, cores: int | None = None) -> int:
+    """Cohorts that leave two nodes per core (one Ray actor a core) to balance the load,
+    of at most ``COHORT_MAX`` clients."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(COHORT_MAX, clients // (2 * cores)))
 
 
 @lru_cache(maxsize=16)
@@ -69,7 +81,7 @@ def check(config: RunConfig) -> None:
     the configuration of every message they get)."""
     config.check_fields()
     _names(config)
-    for key in ("public-size", "public-subset", "models", "server-model"):
+    for key in ("public-size", "public-subset", "models", "server-model", "cohort-size"):
         if not getattr(config, key.replace("-", "_")):
             raise ConfigError(key, getattr(config, key.replace("-", "_")), "the data set's default is filled in "
                               "by rules.complete; check a completed configuration")

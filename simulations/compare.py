@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"strategies to compare (default: all: {','.join(STRATEGIES)})")
     parser.add_argument("--seeds", default=None, metavar="LIST", help="seeds, e.g. 0,1,2 (default: --seed)")
     args = parser.parse_args(argv)
-    base = resolve(parser, args)
+    base = resolve(parser, args, cohort_size=0)
     strategies = comma_list(parser, "strategies", args.strategies)
     seeds = comma_list(parser, "seeds", args.seeds, convert=int) if args.seeds else [base.seed]
     if min(seeds) < 0:

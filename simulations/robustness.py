@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aggregators", default=",".join(AGGREGATORS), metavar="LIST",
                         help=f"aggregators to compare (default: all: {','.join(AGGREGATORS)})")
     args = parser.parse_args(argv)
-    base = resolve(parser, args, byzantine_frac=DEFAULT_BYZANTINE_FRAC)
+    base = resolve(parser, args, byzantine_frac=DEFAULT_BYZANTINE_FRAC, cohort_size=0)
     attacks = comma_list(parser, "attacks", args.attacks, ATTACKS)
     aggregators = comma_list(parser, "aggregators", args.aggregators, AGGREGATORS)
     if base.byzantine_frac == 0:

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue the interrupted run in RUN_DIR from its last complete round "
                              "(its own configuration; run-config flags are not allowed with it)")
     args = parser.parse_args(argv)
-    config = resumed_config(parser, args) if args.resume else resolve(parser, args)
+    config = resumed_config(parser, args) if args.resume else resolve(parser, args, cohort_size=0)
     if not args.cpus_per_client > 0:
         parser.error(f"--cpus-per-client={args.cpus_per_client}: must be > 0")
     if not 0 <= args.gpus_per_client <= 1 or (args.gpus_per_client and config.device == "cpu"):
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     public = f"public {config.public_size}" + (f" from {config.public_dataset}" if config.public_dataset else "")
     say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
         f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}, "
-        f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}")
+        f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}"
+        + (f", {config.cohort_size} clients per simulated node" if config.cohort_size > 1 else ""))
     start = time.perf_counter()
     say(f"preparing data ({spec.description}) ...", flush=True)
     sizes = prepare_data(parser, config)

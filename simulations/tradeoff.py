@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the whole grid once per number of clients, e.g. 100,300,1000 (default: --clients)")
     args = parser.parse_args(argv)
     strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
-    base = resolve(parser, args, strategy=strategies[0])  # flags are checked against a strategy that runs
+    base = resolve(parser, args, strategy=strategies[0], cohort_size=0)  # flags are checked against a strategy that runs
     eps = parse_eps(parser, args.eps)
     if args.attack_clients < 1:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")

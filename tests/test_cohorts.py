@@ -48,3 +48,13 @@ def test_cohorts_give_the_metrics_of_one_client_per_node(tmp_path, options):
     if options.get("crash_rate"):
         assert failed["value"].sum() > 0  # single members of a cohort failed on their own
 
+
+
+def test_the_scripts_default_cohort_leaves_two_nodes_a_core():
+    from fedkd import rules
+    from fedkd.rules import COHORT_MAX, auto_cohort_size
+
+    assert [auto_cohort_size(n, cores=2) for n in (3, 10, 100, 10_000)] == [1, 2, 25, COHORT_MAX]
+    assert auto_cohort_size(100, cores=16) == 3
+    assert rules.load({"cohort-size": 0}).cohort_size == auto_cohort_size(100)  # what run.py records
+    assert rules.load({}).cohort_size == 1  # flwr run and the ServerApp: a node per client
