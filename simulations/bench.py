@@ -9,8 +9,9 @@
 (c) the floor: the same rounds' client work (digest, predictions, evaluation) as
     stacked bare PyTorch in one process per core: no Flower, no Ray, no messages
     (``fedkd.runtime.vector_floor``).
-Runs (a) and (b) use the same seed; the script checks that their metrics agree (to a
-relative 1e-5: stacked float sums go in another order). It prints, per mode, the
+Runs (a) and (b) use the same seed; the script checks that their metrics agree to a
+relative ``AGREE``: stacked float sums go in another order (1e-7 in round 1), and the
+teacher carries the difference on, about tenfold a round. It prints, per mode, the
 start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
 descendants; then the ratios b/a and b/c (the headline) and a/c. Results also go to a CSV.
@@ -25,12 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, read_metrics, read_server_metrics
+
+AGREE = 1e-3  # largest relative difference of a metric between (a) and (b) that counts as agreeing
 
 
 def _measure(mode: str, run, config, run_dir: Path) -> dict:
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir.mkdir()
             rows.append(_measure(mode, run, c, run_dir))
         a, b = (read_metrics(Path(tmp) / f"mode{i}") for i in range(2))
-        same = _agree(a, b)
+        largest, accuracies = _agree(a, b)
+        same = largest < AGREE
     print(f"floor, {args.workers} processes ...", flush=True)
     rows.append(_floor_row(config, args.workers))
 
@@ -108,12 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     t = table["median_round_s"]
     ratios = {"cohorts_over_one": t[1] / t[0], "cohorts_over_floor": t[1] / t[2], "one_over_floor": t[0] / t[2]}
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.assign(**ratios, same_metrics=same).to_csv(args.csv, index=False)
+    table.assign(**ratios, largest_relative_difference=largest, accuracies_differing=accuracies).to_csv(
+        args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds"]).to_string(index=False))
     print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
-          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f}; "
-          f"metrics of (a) and (b) agree: {same}")
+          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f}")
+    print(f"(a) and (b): largest relative difference of a metric {largest:.1e} (below {AGREE:g}: {same}), "
+          f"{accuracies} client accuracies differ")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
           f"models {config.models}, {config.dataset}, eval-size {config.eval_size or 'all'}; {args.workers} floor "
           f"processes, {os.cpu_count()} cores, load {load:.2f} before the run")
@@ -121,14 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if same else 1
 
 
-def _agree(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """The runs' computed metrics agree to a relative 1e-5 (round 0's downlink aside: it is
-    counted per node, and cohorts have fewer nodes)."""
+def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, int]:
+    """(largest relative difference of the runs' computed metrics, accuracies that differ),
+    round 0's downlink aside (it is counted per node, and cohorts have fewer nodes)."""
     a, b = (m[~m.metric.isin(MACHINE_METRICS) & ~((m["round"] == 0) & (m.metric == "bytes_down"))]
             .sort_values(["round", "client", "metric"]).reset_index(drop=True) for m in (a, b))
     if len(a) != len(b) or not (a[["round", "client", "metric"]].values == b[["round", "client", "metric"]].values).all():
-        return False
-    return bool(np.allclose(a["value"], b["value"], rtol=1e-5, atol=1e-8, equal_nan=True))
+        return float("inf"), -1
+    relative = ((a["value"] - b["value"]).abs() / a["value"].abs().clip(lower=1e-12)).fillna(0)
+    accuracy = a.metric == "test_acc"
+    return float(relative.max()), int((a.loc[accuracy, "value"] != b.loc[accuracy, "value"]).sum())
 
 
 if __name__ == "__main__":

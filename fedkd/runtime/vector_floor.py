@@ -29,7 +29,10 @@ from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stac
 
 def floor_rounds(config: RunConfig, workers: int) -> list[float]:
     """Seconds of each round 1..rounds, every worker's share done in parallel."""
-    shares = [list(range(w, config.clients, workers)) for w in range(workers)]
+    by_model: dict[str, list[int]] = {}
+    for pid in range(config.clients):
+        by_model.setdefault(config.model_for(pid), []).append(pid)
+    shares = [sorted(p for pids in by_model.values() for p in pids[w::workers]) for w in range(workers)]  # balanced
     with mp.get_context("spawn").Pool(workers) as pool:
         times = pool.starmap(_work, [(config, share) for share in shares if share])
     return [max(column) for column in zip(*times)]
