@@ -58,3 +58,19 @@ def test_the_scripts_default_cohort_leaves_two_nodes_a_core():
     assert auto_cohort_size(100, cores=16) == 3
     assert rules.load({"cohort-size": 0}).cohort_size == auto_cohort_size(100)  # what run.py records
     assert rules.load({}).cohort_size == 1  # flwr run and the ServerApp: a node per client
+
+
+def test_membership_attacks_read_each_cohort_members_own_student(tmp_path):
+    from fedkd.audit.inference_attacks import attack_run
+    from fedkd.results.store import CLIENT_STATE_DIR
+
+    config = tiny_config().replace(clients=6, rounds=1, fraction=1.0)
+    attacked = {}
+    for k in (1, 3):
+        run_dir = tmp_path / f"k{k}"
+        run_dir.mkdir()
+        c = config.replace(cohort_size=k)
+        run_server(PoolGrid(node_count(c), workers=0, state_dir=run_dir / CLIENT_STATE_DIR), c, run_dir)
+        attacked[k] = attack_run(run_dir, max_clients=6)
+    assert len(attacked[3]) == 6
+    pd.testing.assert_frame_equal(attacked[1], attacked[3], check_exact=False, rtol=1e-4)
