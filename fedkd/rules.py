@@ -55,8 +55,10 @@ def load(run_config: Mapping[str, Any]) -> RunConfig:
     return complete(RunConfig.from_run_config(run_config))
 
 
+@lru_cache(maxsize=16)
 def complete(config: RunConfig) -> RunConfig:
-    """``config`` checked, what it leaves to the data set (0 or "") filled in."""
+    """``config`` checked, what it leaves to the data set (0 or "") filled in (cached, as
+    ``check``: every message a client gets carries the run config)."""
     config.check_fields()
     _names(config)
     filled = config.replace_unchecked(**data_defaults(config), cohort_size=config.cohort_size or auto_cohort_size(

@@ -5,7 +5,7 @@
 (a) fedkd as users run it by default: Flower's simulation engine on Ray, one virtual
     node per client, one actor per core.
 (b) fedkd with cohorts: the same, ``--cohort-size`` clients per virtual node, their
-    digests and evaluations stacked (``fedkd.client.cohort``).
+    digests stacked (``fedkd.client.cohort``).
 (c) the floor: the same rounds' client work (digest, predictions, evaluation) as
     stacked bare PyTorch in one process per core: no Flower, no Ray, no messages
     (``fedkd.runtime.vector_floor``).

@@ -72,10 +72,9 @@ from fedkd.training.loops import (
     distill_private,
     evaluate,
     revisit,
-    scores,
     views,
 )
-from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
+from fedkd.training.stacked import StackedStudents, digest_stacked
 
 app = ClientApp()
 
@@ -187,7 +186,6 @@ class _Digested:
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
     loss: float
-    views: torch.Tensor | None = None  # the student's logits on the query ids, where nothing trains after
 
 
 def _schedule(client: _Client) -> Schedule:
@@ -243,8 +241,7 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
         query_ids = payload.unpack_ids(content[QUERY])
-        v = done.views if done and done.views is not None else \
-            views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
+        v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         upload = client.kind.payload(v, c.batch_size)
         upload = mechanism.release(upload, c, float(rnd["dp-noise"]),  # local DP: noised before it leaves
                                    np.random.default_rng([c.seed, 6, pid, server_round]))
@@ -311,15 +308,11 @@ def _digest_together(clients: list[_Client], message: Message) -> list[_Digested
     losses = digest_stacked(students, torch.from_numpy(first.splits.public_x[ids]), torch.from_numpy(teacher),
                             [(client.private_x, client.private_y) for client in clients], schedule, generators)
     students.unstack(models)
-    answers = [None] * len(models)
-    if schedule.local_epochs == 0 and QUERY in message.content:  # nothing trains after: answer together
-        answers = list(predict_stacked(students, torch.from_numpy(
-            first.splits.public_x[payload.unpack_ids(message.content[QUERY])])))
     done = []
-    for i, (model, generator, loss, answer) in enumerate(zip(models, generators, losses, answers)):
+    for i, (model, generator, loss) in enumerate(zip(models, generators, losses)):
         opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
         opt.state.update(students.adam_state(i, model))
-        done.append(_Digested(generator, opt, loss, answer))
+        done.append(_Digested(generator, opt, loss))
     return done
 
 
@@ -327,31 +320,13 @@ def evaluate_student(message: Message, context: Context) -> Message:
     """Accuracy and loss of this client's student (or the global model it was sent) on the test set
     (or the round's ``eval-rows`` of it)."""
     client = _Client(message, context)
-    x, y = _test_rows(client)
-    return _evaluated(client, message, context, *evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y)))
-
-
-def _test_rows(client: _Client) -> tuple[np.ndarray, np.ndarray]:
-    return client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
-
-
-def _evaluated(client: _Client, message: Message, context: Context, acc: float, loss: float) -> Message:
     if MODEL in message.content:
         client.save(context)  # the global model is what this client now holds
-    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(_test_rows(client)[1]),
+    x, y = client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
+    acc, loss = evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y))
+    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(y),
                             "test-acc": acc, "test-loss": loss})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
-
-
-def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
-    """A cohort's members evaluated at once: every student on the same test rows, stacked."""
-    clients, outcomes = _members(members)
-    if clients:
-        x, y = _test_rows(next(iter(clients.values())))
-        logits = predict_stacked(StackedStudents([c.model for c in clients.values()]), torch.from_numpy(x))
-        for (i, client), member_logits in zip(clients.items(), logits):
-            outcomes[i] = _evaluated(client, members[i][0], members[i][1], *scores(member_logits, torch.from_numpy(y)))
-    return [outcomes[i] for i in range(len(members))]
 
 
 def identify(message: Message, context: Context) -> Message:
@@ -367,5 +342,5 @@ def identify(message: Message, context: Context) -> Message:
 
 
 app.train()(_per_client(train, train_cohort))  # Flower calls these; a cohort node serves each of its clients
-app.evaluate()(_per_client(evaluate_student, evaluate_cohort))
+app.evaluate()(_per_client(evaluate_student))
 app.query()(_per_client(identify))

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from fedkd.config import ConfigError, Registry, RunConfig
+from fedkd.config import Registry, RunConfig
 from fedkd.data.cache import cached_arrays
 from fedkd.data.external import Columns, fingerprint, is_external, load_external
 
@@ -215,13 +215,13 @@ def public_spec(config: RunConfig) -> DatasetSpec:
     return DatasetSpec(len(y), 0, len(y), 0, classes, config.public_dataset, True, tuple(x.shape[1:]))
 
 
+@lru_cache(maxsize=4)
 def _public_arrays(source: str, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The public data set's pool (cached: every check of a run asks for its sizes)."""
     if is_external(source):
         arrays = load_external(source, Columns(), key="public-dataset")
         return arrays["x"], arrays["y"], int(arrays["num_classes"])
-    builtin = DATASETS.get(source)
-    if builtin is None:
-        raise ConfigError("public-dataset", source, f"allowed: {', '.join(DATASETS)}, hf:<name> or path:<dir>")
+    builtin = DATASETS[source]  # an unknown name was refused by fedkd.rules before
     x, y = builtin.load(seed, builtin.spec.pool)
     return x, y, builtin.spec.num_classes
 
