@@ -1,21 +1,21 @@
 """The privacy / accuracy / communication trade-off: one run per strategy and privacy budget ε.
 
     python simulations/tradeoff.py --clients 100 --eps 0.5,1,2,4,8,inf --strategies fedmd,dsfl
-    python simulations/tradeoff.py --clients 100 --eps 1,8,inf --mechanism local
+    python simulations/tradeoff.py --clients 100 --eps 1,8,inf --mechanisms central,gnmax,local
     python simulations/tradeoff.py --client-counts 100,300,1000 --eps 1,4,inf --strategies fedmd
 
-For every strategy and ε the scenario (every run-config flag applies) runs with
-``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the planned rounds
-spend at most ε; ``inf`` = no DP, the non-private reference), plus one local-only
-run (no sharing at all). After each run the released client students are attacked
+For every strategy, mechanism and ε the scenario (every run-config flag applies) runs
+with ``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the planned
+rounds spend at most ε; ``inf`` = no DP, the non-private reference, once per
+strategy), plus one local-only run (no sharing at all). After each run the released client students are attacked
 (membership inference) and the server estimates each client's label histogram from
 its uploads (``fedkd/privacy_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
 ``runs/``, ``tradeoff.csv`` (one row per run), ``tradeoff.md`` and
-``tradeoff.png`` (final accuracy against ε, one line per strategy, the non-private
+``tradeoff.png`` (final accuracy against ε, one line per strategy and mechanism, the non-private
 and local-only references as horizontal lines). With ``--client-counts`` the whole
 grid runs once per number of clients: ``tradeoff-c<N>.png`` for each and
 ``tradeoff-clients.png`` (final accuracy against the number of clients, one line per
-strategy and ε, local-only dotted). A strategy that cannot run a mechanism is listed
+strategy, mechanism and ε, local-only dotted). A strategy that cannot run a mechanism is listed
 with the reason.
 """
 
@@ -61,18 +61,20 @@ def parse_eps(parser, text: str) -> list[float]:
     return values
 
 
-def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanism: str) -> list[tuple]:
-    """(strategy, ε, config) for every cell, each checked before any run; in place of the
-    config, the reason when the strategy cannot run that way."""
+def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanisms: list[str]) -> list[tuple]:
+    """(strategy, mechanism, ε, config) for every cell, each checked before any run (the
+    non-private ε = inf once per strategy); in place of the config, the reason when the
+    strategy cannot run that way."""
     cells = []
     for strategy in strategies:
-        for e in eps:
+        grid = [(m, e) for m in mechanisms for e in eps if math.isfinite(e)] + [("none", e) for e in eps
+                                                                                if math.isinf(e)]
+        for mechanism, e in grid:
             try:
-                config = rules.changed(base, strategy=strategy, dp=mechanism if math.isfinite(e) else "none",
-                                      target_epsilon=e, dp_noise=0.0)
+                config = rules.changed(base, strategy=strategy, dp=mechanism, target_epsilon=e, dp_noise=0.0)
             except ConfigError as err:
                 config = str(err)
-            cells.append((strategy, e, config))
+            cells.append((strategy, mechanism, e, config))
     return cells
 
 
@@ -107,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="privacy budgets ε (default: 0.5,1,2,4,8,inf; inf = no DP)")
     parser.add_argument("--strategies", default="fedmd,dsfl", metavar="LIST",
                         help="strategies to compare (default: fedmd,dsfl)")
-    parser.add_argument("--mechanism", choices=[m for m in MECHANISMS if MECHANISMS[m].accounting], default="central",
-                        help="DP mechanism of the private runs (default: central)")
+    private = [m for m in MECHANISMS if MECHANISMS[m].accounting]
+    parser.add_argument("--mechanisms", default="central", metavar="LIST",
+                        help=f"DP mechanisms of the private runs, from {', '.join(private)} (default: central)")
     parser.add_argument("--attack-clients", type=int, default=20, metavar="N",
                         help="clients of the last round whose students are attacked (default: 20)")
     parser.add_argument("--client-counts", metavar="LIST",
@@ -117,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
     base = resolve(parser, args, strategy=strategies[0], cohort_size=0)  # flags are checked against a strategy that runs
     eps = parse_eps(parser, args.eps)
+    mechanisms = comma_list(parser, "mechanisms", args.mechanisms, private)
     if args.attack_clients < 1:
         parser.error(f"--attack-clients={args.attack_clients}: at least 1")
     counts = comma_list(parser, "client-counts", args.client_counts, convert=int) if args.client_counts \
@@ -128,22 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as err:
             parser.error(f"--client-counts={args.client_counts}: with {n} clients, --{err.key}={err.value}: "
                          f"{err.allowed}")
-        cells += [(n, *cell) for cell in configs(scenarios[-1], strategies, eps, args.mechanism)]
-        cells.append((n, LOCAL_ONLY, math.inf, rules.changed(scenarios[-1], strategy=LOCAL_ONLY, **NOTHING_SHARED)))
+        cells += [(n, *cell) for cell in configs(scenarios[-1], strategies, eps, mechanisms)]
+        cells.append((n, LOCAL_ONLY, "none", math.inf,
+                      rules.changed(scenarios[-1], strategy=LOCAL_ONLY, **NOTHING_SHARED)))
     for scenario in scenarios:
         prepare_data(parser, scenario)
     out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
     logging.getLogger("flwr").setLevel(logging.WARNING)
-    print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {args.mechanism} DP, "
+    print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {', '.join(mechanisms)} DP, "
           f"and local-only; clients {', '.join(map(str, counts))}) -> {out}/", flush=True)
     rows = []
-    for i, (clients, strategy, e, config) in enumerate(cells):
+    for i, (clients, strategy, mechanism, e, config) in enumerate(cells):
         if isinstance(config, str):
-            print(f"  {clients} clients, {strategy} ε={e:g}: not run: {config}")
-            rows.append({"clients": clients, "strategy": strategy, "mechanism": args.mechanism, "target": e,
+            print(f"  {clients} clients, {strategy} {mechanism} ε={e:g}: not run: {config}")
+            rows.append({"clients": clients, "strategy": strategy, "mechanism": mechanism, "target": e,
                          "note": config})
             continue
-        rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-c{clients}-{strategy}-eps{e:g}",
+        rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-c{clients}-{strategy}-{mechanism}-eps{e:g}",
                            args.attack_clients))
         r = rows[-1]
         print(f"  {clients} clients, {strategy} ε={e:g} ({r['mechanism']}): accuracy {r['acc_final']:.3f}, "
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(out / "tradeoff.csv", table.to_csv(index=False))
     write_atomic(out / "tradeoff.md", markdown(table))
     ran = table[table.note == ""]
-    title = f"{base.dataset}, rounds: {base.rounds}, {args.mechanism} DP (δ = {base.dp_delta:g})"
+    title = f"{base.dataset}, rounds: {base.rounds}, client-level DP (δ = {base.dp_delta:g})"
     for n in counts:
         name = "tradeoff.png" if len(counts) == 1 else f"tradeoff-c{n}.png"
         plot_tradeoff(ran[ran.clients == n], out / name, f"{n} clients, {title}")

@@ -36,13 +36,13 @@ def test_tradeoff_runs_each_budget_and_lists_what_cannot_run(tmp_path, capsys):
 @pytest.mark.slow
 def test_the_grid_runs_once_per_number_of_clients(tmp_path):
     code = load_script("tradeoff").main([*SCENARIO, "--client-counts=3,4", "--eps=4,inf", "--strategies=fedmd",
-                                          "--attack-clients=2", f"--out={tmp_path}"])
+                                          "--mechanisms=central,gnmax", "--attack-clients=2", f"--out={tmp_path}"])
     assert code == 0
     (out,) = tmp_path.glob("tradeoff-*")
     table = pd.read_csv(out / "tradeoff.csv")
-    assert list(zip(table.clients, table.strategy, table.target)) == [
-        (3, "fedmd", 4.0), (3, "fedmd", math.inf), (3, "local", math.inf),
-        (4, "fedmd", 4.0), (4, "fedmd", math.inf), (4, "local", math.inf)]
+    assert list(zip(table.clients, table.strategy, table.mechanism, table.target)) == [
+        (n, *cell) for n in (3, 4) for cell in [("fedmd", "central", 4.0), ("fedmd", "gnmax", 4.0),
+                                                ("fedmd", "none", math.inf), ("local", "none", math.inf)]]
     assert (table[table.target == 4.0].epsilon <= 4.0).all() and (table.wall_s > 0).all()
     assert all((out / name).stat().st_size > 0 for name in ("tradeoff-c3.png", "tradeoff-c4.png",
                                                               "tradeoff-clients.png"))
@@ -54,6 +54,7 @@ def test_the_grid_runs_once_per_number_of_clients(tmp_path):
     (["--strategies=fedmd,nope"], "--strategies=fedmd,nope"),
     (["--dp-delta=0.5"], "--dp-delta=0.5"),
     (["--attack-clients=0"], "--attack-clients=0"),
+    (["--mechanisms=central,nope"], "--mechanisms=central,nope"),
     (["--client-counts=3,x"], "--client-counts=3,x: a comma-separated list of int values"),
     (["--client-counts=3,500"], "with 500 clients, --clients=500"),
 ])

@@ -78,14 +78,16 @@ def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: 
 
 
 def plot_tradeoff(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Final client accuracy against the privacy budget ε, one line per strategy; each
-    strategy's non-private run and the local-only run as horizontal references."""
+    """Final client accuracy against the privacy budget ε, one line per strategy and
+    mechanism; each strategy's non-private run and the local-only run as horizontal references."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     finite = table[table.target != float("inf")]
+    markers = {m: "os^vD"[j % 5] for j, m in enumerate(dict.fromkeys(finite.mechanism))}
     for i, strategy in enumerate(dict.fromkeys(table.strategy[table.strategy != "local"])):
-        rows = finite[finite.strategy == strategy].sort_values("target")
-        if len(rows):
-            ax.plot(rows.target, rows.acc_final, "o-", color=f"C{i}", label=f"{strategy}, {rows.mechanism.iloc[0]} DP")
+        for mechanism, marker in markers.items():
+            rows = finite[(finite.strategy == strategy) & (finite.mechanism == mechanism)].sort_values("target")
+            if len(rows):
+                ax.plot(rows.target, rows.acc_final, f"{marker}-", color=f"C{i}", label=f"{strategy}, {mechanism} DP")
         reference = table[(table.strategy == strategy) & (table.target == float("inf"))]
         if len(reference):
             ax.axhline(reference.acc_final.iloc[0], color=f"C{i}", ls="--", lw=1, label=f"{strategy}, no DP")
@@ -118,19 +120,22 @@ def _save_accuracy(fig, ax, top: float, path: Path, title: str) -> None:
 
 
 def plot_clients(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Final client accuracy against the number of clients: one line per strategy and
-    privacy budget (solid: DP at that ε; dashed: no DP), local-only dotted."""
+    """Final client accuracy against the number of clients: one line per strategy,
+    mechanism and privacy budget (solid: DP at that ε, fainter for smaller ε; dashed: no
+    DP), local-only dotted."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    strategies = list(dict.fromkeys(table.strategy[table.strategy != "local"]))
-    budgets = sorted(set(table.target[table.strategy != "local"]))
-    for i, strategy in enumerate(strategies):
+    shared = table[table.strategy != "local"]
+    budgets = sorted(set(shared.target))
+    lines = list(dict.fromkeys(zip(shared.strategy, shared.mechanism)))
+    for i, (strategy, mechanism) in enumerate(lines):
         for j, e in enumerate(budgets):
-            rows = table[(table.strategy == strategy) & (table.target == e)].sort_values("clients")
+            rows = shared[(shared.strategy == strategy) & (shared.mechanism == mechanism)
+                          & (shared.target == e)].sort_values("clients")
             if len(rows):
                 private = e != float("inf")
                 ax.plot(rows.clients, rows.acc_final, "o-" if private else "s--", color=f"C{i}",
-                        alpha=1.0 - 0.6 * j / max(1, len(budgets) - 1) if private else 1.0,
-                        label=f"{strategy}, ε = {e:g}" if private else f"{strategy}, no DP")
+                        alpha=1.0 - 0.6 * (len(budgets) - 1 - j) / max(1, len(budgets) - 1) if private else 1.0,
+                        label=f"{strategy}, {mechanism}, ε = {e:g}" if private else f"{strategy}, no DP")
     local = table[table.strategy == "local"].sort_values("clients")
     if len(local):
         ax.plot(local.clients, local.acc_final, "x:", color="grey", label="local only (nothing shared)")
