@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedkd import rules
-from fedkd.audit.inference_attacks import attack_run, attack_server_model
+from fedkd.audit.inference_attacks import THRESHOLD_ATTACKS, attack_run, attack_server_model
 from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
@@ -46,11 +46,12 @@ NOTHING_SHARED = {"online": 0, "teacher_size": 0, "compression": "none", "byzant
 COLUMNS = {"clients": "clients", "strategy": "strategy", "mechanism": "mechanism", "target": "target ε",
            "epsilon": "ε spent", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
            "acc_p10": "p10", "teacher_acc": "teacher",
-           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "server_mia_auc": "server model MIA AUC",
+           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "lira_auc": "LiRA AUC", "lira_tpr1": "LiRA TPR@1%",
+           "lira_tpr": "LiRA TPR@0.1%", "server_mia_auc": "server model MIA AUC",
            "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB", "wall_s": "wall s"}
 FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
            "teacher_acc": ".3f", "wall_s": ".0f",
-           "mia_auc": ".3f", "mia_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
+           "mia_auc": ".3f", "mia_tpr": ".3f", "lira_auc": ".3f", "lira_tpr1": ".3f", "lira_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
            "up_mb": ".2f"}
 
 
@@ -81,14 +82,16 @@ def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanisms
 def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_clients: int) -> dict:
     figures = run_one(config, run_dir, f"{strategy} ε={e:g}")
     s = read_summary(run_dir)
-    attacks = attack_run(run_dir, attack_clients)
+    attacks, pooled = attack_run(run_dir, attack_clients)
     server = attack_server_model(run_dir, attack_clients)
-    auc = attacks[[c for c in attacks if c.endswith("_auc")]].max(axis=1)
-    tpr = attacks[[c for c in attacks if c.endswith("_tpr@0.001")]].max(axis=1)
+    auc = attacks[[f"mia_{a}_auc" for a in THRESHOLD_ATTACKS]].max(axis=1)
     return {"clients": config.clients, "strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
             "delta": s["dp_delta"] if MECHANISMS[config.dp].accounting else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
-            "mia_auc": auc.mean(), "mia_tpr": tpr.mean(), "label_tv": attacks["label_tv"].mean(),
+            "mia_auc": auc.mean(), "mia_tpr": max(pooled[f"pooled_mia_{a}_tpr@0.001"] for a in THRESHOLD_ATTACKS),
+            "lira_auc": pooled.get("pooled_mia_lira_auc", math.nan),
+            "lira_tpr1": pooled.get("pooled_mia_lira_tpr@0.01", math.nan),
+            "lira_tpr": pooled.get("pooled_mia_lira_tpr@0.001", math.nan), "label_tv": attacks["label_tv"].mean(),
             "label_set": attacks["label_set_exact"].mean(),
             "server_mia_auc": max((v for k, v in server.items() if k.endswith("_auc")), default=float("nan")),
             "label_tv_uniform": attacks["label_tv_uniform"].mean(), "attacked_clients": len(attacks),

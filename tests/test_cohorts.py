@@ -71,6 +71,6 @@ def test_membership_attacks_read_each_cohort_members_own_student(tmp_path):
         run_dir.mkdir()
         c = config.replace(cohort_size=k)
         run_server(PoolGrid(node_count(c), workers=0, state_dir=run_dir / CLIENT_STATE_DIR), c, run_dir)
-        attacked[k] = attack_run(run_dir, max_clients=6)
+        attacked[k] = attack_run(run_dir, max_clients=6)[0]
     assert len(attacked[3]) == 6
     pd.testing.assert_frame_equal(attacked[1], attacked[3], check_exact=False, rtol=1e-4)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fedkd.audit.inference_attacks import attack_run
+from fedkd.audit.inference_attacks import THRESHOLD_ATTACKS, attack_run
 from tests.helpers import load_script
 
 SCENARIO = ["--clients=4", "--rounds=1", "--dataset=digits", "--public-size=300", "--public-subset=100",
@@ -27,8 +27,9 @@ def test_tradeoff_runs_each_budget_and_lists_what_cannot_run(tmp_path, capsys):
     assert math.isinf(table.iloc[2].epsilon) and table.iloc[2].mechanism == "none"
     ran = table[table.note.isna()]
     assert (ran.acc_final > 0.2).all() and (ran.attacked_clients == 2).all()
-    attacked = attack_run(Path(private.run_dir), 2)  # the table reports the strongest attack's AUC, per client
-    assert private.mia_auc == pytest.approx(attacked[[c for c in attacked if c.endswith("_auc")]].max(axis=1).mean())
+    attacked, pooled = attack_run(Path(private.run_dir), 2)  # the strongest threshold attack's AUC, per client
+    assert private.mia_auc == pytest.approx(attacked[[f"mia_{a}_auc" for a in THRESHOLD_ATTACKS]].max(axis=1).mean())
+    assert private.lira_auc == pytest.approx(pooled["pooled_mia_lira_auc"])  # LiRA pooled over attacked clients
     assert ran[ran.strategy == "fedmd"].label_tv.notna().all() and ran[ran.strategy == "local"].label_tv.isna().all()
     assert (out / "tradeoff.png").stat().st_size > 0 and "| fedmd | central | 2 |" in (out / "tradeoff.md").read_text()
 

@@ -5,8 +5,11 @@
   with the same label histogram (so the attack cannot win on labels alone), equal
   in number. Three threshold attacks: the sample's loss (Yeom et al. 2018; it knows
   the label), and the label-free top posterior and prediction entropy (Salem et al.
-  2019).
-  Reported: ROC AUC and the true-positive rate at 1 % and 0.1 % false positives.
+  2019); and the calibrated offline LiRA (``fedkd.audit.lira``), where the public
+  pool's labels share the private label space.
+  Reported: ROC AUC and the true-positive rate at 1 % and 0.1 % false positives, per
+  client and pooled over the attacked clients (enough non-members that 0.1 % is
+  several of them).
 - **Label-distribution inference** by the honest-but-curious server: it estimates a
   client's class histogram as the mean softmax of the soft labels the client
   uploaded; reported as total-variation distance to the shard's true histogram.
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from scipy.special import softmax
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from fedkd.audit.lira import REFERENCES, lira_scores, reference_students
 from fedkd.data.datasets import load_splits
 from fedkd.data.partition import partition_indices
 from fedkd.knowledge.kinds import KINDS
@@ -35,7 +39,7 @@ from fedkd.results.store import SERVER_MODEL_FILE, read_metrics, read_run_config
 from fedkd.strategies import STRATEGIES
 from fedkd.training.loops import class_means, views
 
-ATTACKS = ("loss", "confidence", "entropy")
+THRESHOLD_ATTACKS = ("loss", "confidence", "entropy")  # the scores of attack_scores
 FPRS = (0.01, 0.001)
 
 
@@ -68,21 +72,36 @@ def tpr_at_fpr(truth: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     return float(tprs[fprs <= fpr].max())
 
 
-def membership_inference(model: torch.nn.Module, member_x: np.ndarray, member_y: np.ndarray,
-                         pool_x: np.ndarray, pool_y: np.ndarray, seed: int) -> dict[str, float]:
-    """AUC and TPR at 1 % / 0.1 % FPR of each attack on ``model``, members vs balanced non-members."""
+def membership_scores(model: torch.nn.Module, member_x: np.ndarray, member_y: np.ndarray,
+                      pool_x: np.ndarray, pool_y: np.ndarray, seed: int,
+                      references: list[torch.nn.Module] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(truth, each attack's scores) on members vs balanced non-members, as many of each;
+    LiRA's too when ``references`` are given."""
     rng = np.random.default_rng(seed)
     out = balanced_nonmembers(member_y, pool_y, rng)
     keep = rng.permutation(len(member_y))[:len(out)]  # as many members as non-members
     x = np.concatenate([member_x[keep], pool_x[out]])
     y = np.concatenate([member_y[keep], pool_y[out]])
-    truth = np.r_[np.ones(len(keep)), np.zeros(len(out))]
+    scores = attack_scores(model, x, y)
+    if references:
+        scores["lira"] = lira_scores(model, references, x, y)
+    return np.r_[np.ones(len(keep)), np.zeros(len(out))], scores
+
+
+def figures_of(truth: np.ndarray, scores: dict[str, np.ndarray], prefix: str = "mia") -> dict[str, float]:
+    """ROC AUC and TPR at 1 % / 0.1 % FPR of each attack."""
     figures = {}
-    for name, scores in attack_scores(model, x, y).items():
-        figures[f"mia_{name}_auc"] = float(roc_auc_score(truth, scores))
+    for name, s in scores.items():
+        figures[f"{prefix}_{name}_auc"] = float(roc_auc_score(truth, s))
         for fpr in FPRS:
-            figures[f"mia_{name}_tpr@{fpr:g}"] = tpr_at_fpr(truth, scores, fpr)
+            figures[f"{prefix}_{name}_tpr@{fpr:g}"] = tpr_at_fpr(truth, s, fpr)
     return figures
+
+
+def membership_inference(model: torch.nn.Module, member_x: np.ndarray, member_y: np.ndarray,
+                         pool_x: np.ndarray, pool_y: np.ndarray, seed: int) -> dict[str, float]:
+    """AUC and TPR at 1 % / 0.1 % FPR of each threshold attack on ``model``, members vs balanced non-members."""
+    return figures_of(*membership_scores(model, member_x, member_y, pool_x, pool_y, seed))
 
 
 def estimated_histogram(upload: np.ndarray) -> np.ndarray:
@@ -94,9 +113,13 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(p / p.sum() - q / q.sum()).sum())
 
 
-def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
+def attack_run(run_dir: Path, max_clients: int = 20, references: int = REFERENCES
+               ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Both attacks on the clients of a finished simulation that took part in its last
-    round (at most ``max_clients``, by partition id): one row per client. The label
+    round (at most ``max_clients``, by partition id): one row per client, and the
+    membership figures pooled over those clients (``pooled_mia_*``). LiRA runs with
+    ``references`` reference students per client (0: not at all) where the public
+    pool's labels are in the private label space. The label
     estimate reads soft labels on public ids (the mean softmax) or, for FedDistill,
     the classes of the per-class upload, which name the client's label set exactly
     (``label_set_exact``); NaN for strategies that upload neither.
@@ -116,11 +139,18 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
     students = final_students(run_dir, config, splits, clients)
     ids = query_ids(config, last)
     reply = STRATEGIES[config.strategy].reply
-    rows = []
+    rows, truths, pooled = [], [], {}
     for pid, model in students.items():
         rows_of = shards[pid]
-        figures = membership_inference(model, splits.private_x[rows_of], splits.private_y[rows_of],
-                                       splits.test_x, splits.test_y, seed=config.seed + pid)
+        member_y = splits.private_y[rows_of]
+        reference = reference_students(config, splits, pid, member_y, references) \
+            if references and splits.public_labelled else []
+        truth, scores = membership_scores(model, splits.private_x[rows_of], member_y, splits.test_x, splits.test_y,
+                                          seed=config.seed + pid, references=reference)
+        figures = figures_of(truth, scores)
+        truths.append(truth)
+        for name, s in scores.items():
+            pooled.setdefault(name, []).append(s)
         true = np.bincount(splits.private_y[rows_of], minlength=splits.num_classes).astype(float)
         estimate, label_set = np.full(splits.num_classes, np.nan), np.nan
         if reply == PUBLIC_LOGITS:
@@ -137,7 +167,9 @@ def attack_run(run_dir: Path, max_clients: int = 20) -> pd.DataFrame:
                      "label_tv": total_variation(estimate, true) if np.isfinite(estimate).all() else np.nan,
                      "label_set_exact": label_set,
                      "label_tv_uniform": total_variation(np.ones(splits.num_classes), true)})
-    return pd.DataFrame(rows)
+    together = figures_of(np.concatenate(truths), {k: np.concatenate(v) for k, v in pooled.items()}, "pooled_mia") \
+        if truths else {}
+    return pd.DataFrame(rows), together
 
 
 def attack_server_model(run_dir: Path, max_clients: int = 20) -> dict[str, float]:
