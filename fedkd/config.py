@@ -94,7 +94,8 @@ class RunConfig:
     robust_frac: float = _opt(0.2, "fraction of replies a robust aggregator assumes malicious")
     dp: str = _opt("none", "differential privacy: none, central (the server clips and noises the aggregate "
                            "of uploads), local (each client noises its upload), gnmax (PATE: noisy argmax of "
-                           "client votes), dp-sgd (record-level: clients train on their shard with DP-SGD)")
+                           "client votes), confident-gnmax (PATE's votes answered only where the noisy top "
+                           "count passes a noisy threshold, data-dependent accounting), dp-sgd (record-level: clients train on their shard with DP-SGD)")
     dp_noise: float = _opt(0.0, "σ: Gaussian noise of std σ per entry (dp-bound rows, gnmax) or σ·dp-clip "
                                 "(matrix, local, dp-sgd); 0: calibrated to target-epsilon for the planned rounds")
     dp_bound: str = _opt("rows", "what bounds one client's upload under --dp central: rows (each public id's "
@@ -102,6 +103,10 @@ class RunConfig:
                                  "(the whole ids x classes logit matrix clipped to dp-clip)")
     dp_clip: float = _opt(10.0, "L2 bound C on one client's upload of a round (the whole ids x classes matrix; "
                                 "dp-sgd: on one sample's gradient)")
+    dp_threshold: float = _opt(0.6, "confident-gnmax: a public id is answered when its top vote count plus "
+                                    "N(0, dp-threshold-noise²) reaches this share of the round's voters")
+    dp_threshold_noise: float = _opt(0.0, "confident-gnmax: σ1 of the threshold check, in votes (needed > 0; "
+                                          "Papernot et al. 2018 used 3 to 5 x dp-noise)")
     dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")
     target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
                                            "exceed it; without, the noise is calibrated to it (inf: no budget)")
@@ -229,6 +234,8 @@ FIELD_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "robust-frac": (_fraction(high=0.5), "a fraction in [0, 0.5): robust rules need an honest majority"),
     "dp-noise": (lambda v: v >= 0, "a noise multiplier >= 0 (0: calibrated to target-epsilon)"),
     "dp-clip": (lambda v: v > 0, "an L2 bound > 0"),
+    "dp-threshold": (_fraction(low_open=True, high_open=False), "a share of the voters in (0, 1]"),
+    "dp-threshold-noise": (lambda v: v >= 0, "a noise std in votes >= 0"),
     "dp-delta": (_fraction(low_open=True), "a probability in (0, 1)"),
     "target-epsilon": (lambda v: v > 0, "a budget ε > 0 (inf: no budget)"),
     "eval-size": (lambda v: v >= 0, "must be >= 0 (0: the whole test set)"), "eval-every": _AT_LEAST_1,

@@ -218,6 +218,15 @@ def _privacy(config: RunConfig) -> None:
     if not mechanism.accounting and (config.dp_noise > 0 or math.isfinite(config.target_epsilon)):
         raise ConfigError("dp", config.dp, "--dp-noise and --target-epsilon need a mechanism: "
                           f"--dp {' or --dp '.join(m for m in MECHANISMS if m != 'none')}")
+    if mechanism.accounting == "data-dependent":
+        if config.dp_noise == 0:
+            raise ConfigError("dp-noise", config.dp_noise, f"--dp {config.dp} needs σ > 0 (in votes): its cost "
+                              "depends on the votes, so no noise is calibrated before the run; --target-epsilon "
+                              "is the budget at which it stops answering")
+        if config.dp_threshold_noise == 0:
+            raise ConfigError("dp-threshold-noise", config.dp_threshold_noise, f"--dp {config.dp} needs σ1 > 0 "
+                              "(in votes) for its threshold check")
+        return
     if mechanism.accounting and config.dp_noise == 0 and math.isinf(config.target_epsilon):
         raise ConfigError("dp", config.dp, "needs --dp-noise > 0 or a finite --target-epsilon to calibrate it")
     if mechanism.private_training and config.dp_noise > 0 and math.isfinite(config.target_epsilon):

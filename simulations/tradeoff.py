@@ -7,7 +7,9 @@
 For every strategy, mechanism and ε the scenario (every run-config flag applies) runs
 with ``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the planned
 rounds spend at most ε; ``inf`` = no DP, the non-private reference, once per
-strategy), plus one local-only run (no sharing at all). After each run the released client students are attacked
+strategy), plus one local-only run (no sharing at all). ``confident-gnmax``'s cost
+depends on the votes, so its noise is the run's ``--dp-noise`` (give ``--dp
+confident-gnmax`` with it) and ε is the budget at which the server stops answering. After each run the released client students are attacked
 (membership inference) and the server estimates each client's label histogram from
 its uploads (``fedkd/privacy_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
 ``runs/``, ``tradeoff.csv`` (one row per run), ``tradeoff.md`` and
@@ -72,7 +74,9 @@ def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanisms
                                                                                 if math.isinf(e)]
         for mechanism, e in grid:
             try:
-                config = rules.changed(base, strategy=strategy, dp=mechanism, target_epsilon=e, dp_noise=0.0)
+                keep = MECHANISMS[mechanism].accounting == "data-dependent"  # its noise is given; ε is a budget
+                config = rules.changed(base, strategy=strategy, dp=mechanism, target_epsilon=e,
+                                       dp_noise=base.dp_noise if keep else 0.0)
             except ConfigError as err:
                 config = str(err)
             cells.append((strategy, mechanism, e, config))

@@ -4,8 +4,10 @@ Flower's ``RdpAccountant`` (dp-accounting's RDP backend, exported by
 ``flwr.serverapp``) counts the releases of ``fedkd.privacy.mechanisms``: central DP
 and GNMax are one Gaussian release per round on the sampled clients (sampled
 without replacement, replace-one adjacency); local DP is one Gaussian per upload of
-each client, with no amplification; DP-SGD clients report their own ε (Opacus). A
-run without DP reports ε = inf.
+each client, with no amplification; DP-SGD clients report their own ε (Opacus).
+Confident-GNMax's queries are charged one by one at their data-dependent RDP
+(``fedkd.privacy.pate``), composed and converted by dp-accounting. A run without DP
+reports ε = inf.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from flwr.serverapp import (
     GaussianPrivacyEvent,
     NeighboringRelation,
@@ -22,6 +25,7 @@ from flwr.serverapp import (
 )
 
 from fedkd.config import RunConfig
+from fedkd.privacy import pate
 from fedkd.privacy.mechanisms import MECHANISMS
 
 
@@ -39,8 +43,10 @@ class Guarantee:
 
 
 class Accountant:
-    """ε spent by a run so far: one Gaussian release per aggregation (central), or per
-    upload of each client (local). ``would_exceed`` tells whether the next round fits."""
+    """ε spent by a run so far: one Gaussian release per aggregation (central), per
+    upload of each client (local), or per answered query at its data-dependent cost
+    (confident-gnmax, the ``Ledger`` its combiner spends in). ``would_exceed`` tells
+    whether the next round fits."""
 
     def __init__(self, config: RunConfig, noise: float):
         self.config, self.noise = config, noise
@@ -48,6 +54,8 @@ class Accountant:
         self.central = self._new(SamplingMethod.WITHOUT_REPLACEMENT) if self.mechanism.accounting == "round" else None
         self.uploads: dict[int, int] = {}  # partition id -> uploads so far (local)
         self.reported: dict[int, float] = {}  # partition id -> ε its DP-SGD accountant reported (dp-sgd)
+        self.rdp = np.zeros(len(pate.ORDERS))  # data-dependent RDP spent so far (confident-gnmax)
+        self.exhausted = False  # a query was refused for the budget: no further round fits
 
     def __getstate__(self) -> dict:  # checkpoints: Flower's accountant holds modules, keep its state dict
         return {**self.__dict__, "central": self.central.state_dict() if self.central is not None else None}
@@ -85,11 +93,27 @@ class Accountant:
         for pid in sampled:
             self.uploads[pid] = self.uploads.get(pid, 0) + 1
 
+    def spend(self, costs: np.ndarray) -> int:
+        """Charge the queries' RDP curves (rows of ``costs``) in order, as many as keep
+        ε within ``target-epsilon``; returns how many were charged."""
+        budget, delta = self.config.target_epsilon, self.config.dp_delta
+        running = self.rdp + np.cumsum(costs, axis=0)
+        low, high = 0, len(costs)  # the largest prefix that fits (ε grows with every query)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if pate.epsilon(running[mid - 1], delta) <= budget else (low, mid - 1)
+        if low:
+            self.rdp = running[low - 1]
+        self.exhausted = low < len(costs)
+        return low
+
     def report(self, partition_id: int, epsilon: float) -> None:
         """A client's own record-level ε after its latest DP-SGD steps (dp-sgd)."""
         self.reported[partition_id] = epsilon
 
     def would_exceed(self, sampled: list[int], budget: float) -> bool:
+        if self.mechanism.accounting == "data-dependent":
+            return self.exhausted
         if self.mechanism.accounting not in ("round", "upload") or not math.isfinite(budget):
             return False  # no DP, or clients that calibrate their own noise (dp-sgd)
         if self.central is not None:
@@ -104,6 +128,8 @@ class Accountant:
             eps = self.central.get_epsilon(self.config.dp_delta) if self.central.num_releases else 0.0
         elif accounting == "client":
             eps = max(self.reported.values(), default=0.0)
+        elif accounting == "data-dependent":
+            eps = pate.epsilon(self.rdp, self.config.dp_delta) if self.rdp.any() else 0.0
         else:
             eps = self.local_epsilon(max(self.uploads.values(), default=0))
         return Guarantee(eps, self.config.dp_delta, self.mechanism.unit(self.config))

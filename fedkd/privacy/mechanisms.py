@@ -22,6 +22,14 @@ The first two, for strategies whose clients upload soft labels on public ids:
   teacher signal. Replacing one client changes two counts by one (sensitivity √2);
   the data-independent bound of the round's ``public-subset`` queries composes to
   one Gaussian of multiplier σ/√(2·queries), sampled without replacement.
+- ``confident-gnmax``: Confident-GNMax (Papernot et al. 2018, Algorithm 1) with
+  clients as teachers: a public id is answered only where its top vote count plus
+  N(0, σ1²) reaches ``dp-threshold`` x the round's voters; answered ids get GNMax's
+  noisy argmax (σ = ``dp-noise``), the others are left out of the teacher signal. Each
+  query's cost is the data-dependent RDP of ``fedkd.privacy.pate`` (a clear majority
+  costs little), composed over queries and rounds without sampling amplification;
+  the server stops answering before ``target-epsilon`` would be passed. The cost
+  depends on the votes, so no noise is calibrated in advance.
 - ``local``: each client clips its own upload to C and adds N(0, (σC)²) before it
   leaves; the server is not trusted. Any two data sets of one client give uploads
   within 2C, so each upload is Gaussian with multiplier σ/2, composed over the rounds
@@ -35,17 +43,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import numpy as np
 from scipy.special import softmax
 
 from fedkd.config import Registry, RunConfig
+from fedkd.privacy import pate
 
 BOUNDS = Registry("dp-bound", ("rows", "matrix"))  # what bounds one client's upload under --dp central
 SENSITIVITY = 2.0  # in units of C: replacing one client's (clipped) upload moves the sum by <= 2C
 VOTE_SENSITIVITY = math.sqrt(2.0)  # replacing one client's vote (or probability row) moves its row by <= √2
 PROBABILITY_FLOOR = 1e-4  # a noisy mean probability below this is taken as this before the log
 LABEL_SMOOTHING = 0.01  # GNMax teacher: log of the one-hot noisy label, smoothed so logits stay finite
+
+
+class Ledger(Protocol):
+    """Where a data-dependent mechanism spends its queries' costs (the run's accountant)."""
+
+    def spend(self, costs: np.ndarray) -> int:
+        """Charge the first queries' RDP curves (rows of ``costs``) that fit the budget;
+        returns how many."""
 
 
 def clip(upload: np.ndarray, bound: float) -> np.ndarray:
@@ -75,15 +93,40 @@ def log_probabilities(mean: np.ndarray, temperature: float) -> np.ndarray:
     return temperature * np.log(p / p.sum(axis=1, keepdims=True))
 
 
+def vote_counts(uploads: list[np.ndarray]) -> np.ndarray:
+    """Per row, how many parties' argmax is each class."""
+    classes = uploads[0].shape[1]
+    return np.sum([np.eye(classes)[u.argmax(axis=1)] for u in uploads], axis=0)
+
+
+def label_logits(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Hard labels as logits: the log of the one-hot, smoothed so they stay finite."""
+    target = np.full((len(labels), classes), LABEL_SMOOTHING / (classes - 1))
+    target[np.arange(len(labels)), labels] = 1 - LABEL_SMOOTHING
+    return np.log(target)
+
+
 def noisy_votes(uploads: list[np.ndarray], noise: float, rng: np.random.Generator) -> np.ndarray:
     """PATE's GNMax: each party votes for its argmax class per row; N(0, noise²) is added
     to every vote count and the noisy argmax is the label, returned as smoothed log-one-hot logits."""
-    classes = uploads[0].shape[1]
-    counts = np.sum([np.eye(classes)[u.argmax(axis=1)] for u in uploads], axis=0)
+    counts = vote_counts(uploads)
+    return label_logits((counts + rng.normal(0.0, noise, size=counts.shape)).argmax(axis=1), counts.shape[1])
+
+
+def confident_votes(uploads: list[np.ndarray], threshold: float, threshold_noise: float, noise: float,
+                    rng: np.random.Generator, ledger: Ledger) -> np.ndarray:
+    """Confident-GNMax: the noisy threshold check on each row's top count (``threshold``
+    a share of the parties), then GNMax's noisy argmax on the rows that pass, as far as
+    ``ledger`` lets their data-dependent cost be spent; refused rows are NaN."""
+    counts = vote_counts(uploads)
+    votes = threshold * len(uploads)
+    answered = counts.max(axis=1) + rng.normal(0.0, threshold_noise, size=len(counts)) >= votes
     labels = (counts + rng.normal(0.0, noise, size=counts.shape)).argmax(axis=1)
-    target = np.full(counts.shape, LABEL_SMOOTHING / (classes - 1))
-    target[np.arange(len(labels)), labels] = 1 - LABEL_SMOOTHING
-    return np.log(target)
+    affordable = ledger.spend(pate.confident_rdp(counts, answered, votes, threshold_noise, noise))
+    answered[affordable:] = False  # past the budget nothing more is released
+    logits = label_logits(labels, counts.shape[1])
+    logits[~answered] = np.nan
+    return logits
 
 
 def local_release(upload: np.ndarray, bound: float, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -107,7 +150,8 @@ class Mechanism:
     (``release``, ``votes``), what the server does to the uploads (``combiner``), and how
     a round is counted: ``accounting`` is "round" (one Gaussian release per round on the
     sampled clients, amplified by the sampling), "upload" (one Gaussian per client
-    upload, no amplification), "client" (each client's own accountant) or "" (no DP);
+    upload, no amplification), "client" (each client's own accountant),
+    "data-dependent" (the combiner spends each query's cost in the ``ledger``) or "" (no DP);
     ``multiplier`` is the noise multiplier of one such release. Adding a mechanism is a
     subclass here and a line in ``MECHANISMS``."""
 
@@ -128,9 +172,9 @@ class Mechanism:
         return upload
 
     def combiner(self, config: RunConfig, noise: float, rng: np.random.Generator, temperature: float,
-                 probabilities: bool) -> Combine | None:
+                 probabilities: bool, ledger: Ledger) -> Combine | None:
         """The server's rule for a round's uploads (logits, or probability rows when
-        ``probabilities``), or None: the strategy's own rule."""
+        ``probabilities``), or None: the strategy's own rule. Rows it refuses are NaN."""
         return None
 
 
@@ -146,7 +190,7 @@ class Central(Mechanism):
             return noise / VOTE_SENSITIVITY / math.sqrt(config.public_subset)
         return noise / SENSITIVITY
 
-    def combiner(self, config, noise, rng, temperature, probabilities):
+    def combiner(self, config, noise, rng, temperature, probabilities, ledger):
         if config.dp_bound == "matrix":
             return partial(noisy_mean, bound=config.dp_clip, noise=noise, rng=rng)
         if probabilities:
@@ -163,8 +207,20 @@ class GNMax(Mechanism):
     def multiplier(self, config: RunConfig, noise: float) -> float:
         return noise / VOTE_SENSITIVITY / math.sqrt(config.public_subset)
 
-    def combiner(self, config, noise, rng, temperature, probabilities):
+    def combiner(self, config, noise, rng, temperature, probabilities, ledger):
         return partial(noisy_votes, noise=noise, rng=rng)
+
+
+class ConfidentGNMax(Mechanism):
+    name, accounting, noised_uploads, votes = "confident-gnmax", "data-dependent", True, True
+
+    def unit(self, config: RunConfig) -> str:
+        return ("client-level, votes on public ids, replace-one, data-dependent Confident-GNMax bound "
+                "(not smoothed), no sampling amplification")
+
+    def combiner(self, config, noise, rng, temperature, probabilities, ledger):
+        return partial(confident_votes, threshold=config.dp_threshold, threshold_noise=config.dp_threshold_noise,
+                       noise=noise, rng=rng, ledger=ledger)
 
 
 class Local(Mechanism):
@@ -191,4 +247,5 @@ class NoDP(Mechanism):
     name = "none"
 
 
-MECHANISMS: Registry = Registry("dp", {m.name: m for m in (NoDP(), Central(), Local(), GNMax(), DPSGD())})
+MECHANISMS: Registry = Registry("dp", {m.name: m for m in (NoDP(), Central(), Local(), GNMax(), ConfidentGNMax(),
+                                                           DPSGD())})

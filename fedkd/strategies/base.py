@@ -254,7 +254,7 @@ class KnowledgeStrategy(FedkdStrategy):
         central DP the noised mean of clipped payloads."""
         c = self.config
         private = MECHANISMS[c.dp].combiner(c, self.dp_noise, self.dp_rng, self.client_temperature(),
-                                            self.combines_probabilities)
+                                            self.combines_probabilities, self.accountant)
         return private if private is not None else robust.combiner(c.aggregator, c.robust_frac)
 
     @abstractmethod
@@ -290,7 +290,9 @@ class KnowledgeStrategy(FedkdStrategy):
         if self.config.online:
             logits.append(self.server_model.predict(public_x))
         aggregate = self.aggregate(logits)
-        if self.server_model is not None:
+        answered = np.isfinite(aggregate).all(axis=1)  # confident-gnmax refuses queries without a clear majority
+        self._query_ids, public_x, aggregate = self._query_ids[answered], public_x[answered], aggregate[answered]
+        if self.server_model is not None and len(aggregate):
             self.server_model.distill(public_x, aggregate)
         return payload.pack(*self.teacher_from(server_round, aggregate)), MetricRecord({"aggregated": len(payloads)})
 
@@ -306,6 +308,8 @@ class KnowledgeStrategy(FedkdStrategy):
         teacher = self.soft_label_teacher(arrays)
         if teacher is not None:
             ids, logits = teacher
-            if self.splits.public_labelled:  # a public set of another label space has no teacher accuracy
+            if self.splits.public_labelled and len(ids):  # a public set of another label space has no teacher accuracy
                 metrics["teacher_acc"] = self.splits.teacher_accuracy(ids, logits)
+            if MECHANISMS[self.config.dp].accounting == "data-dependent":
+                metrics["answered"] = len(ids)  # the public ids that passed the threshold check
         return metrics
