@@ -25,7 +25,7 @@ from fedkd.knowledge import payload
 from fedkd.learning.models import build_model
 from fedkd.privacy.accounting import Accountant, calibrate_noise, planned_epsilon
 from fedkd.privacy.mechanisms import clip, local_release, log_probabilities, noisy_mean, noisy_row_mean
-from fedkd.results.store import CLIENT_STATE_DIR, read_server_metrics
+from fedkd.results.store import CLIENT_STATE_DIR, read_metrics, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from fedkd.training.server_model import accuracy_on_test
@@ -203,6 +203,17 @@ def test_a_fixed_noise_run_stops_before_the_round_that_would_exceed_its_budget(t
     assert 0 < summary["rounds_completed"] < 6 and list(server.index) == list(range(summary["rounds_completed"] + 1))
     assert summary["epsilon"] <= 4.0 and "would exceed target-epsilon=4" in summary["stopped_early"]
     assert (tmp_path / "accuracy.png").exists() and "stopped before round" in (tmp_path / "events.log").read_text()
+
+
+def test_the_round_before_a_budget_stop_is_evaluated_as_the_last(tmp_path):
+    config = tiny_config().replace(rounds=6, dp="central", dp_bound="matrix", dp_noise=4.0, target_epsilon=4.0,
+                                   eval_every=6)
+    summary, _ = _run(tmp_path, config)
+    last = summary["rounds_completed"]
+    assert 0 < last < 6
+    metrics = read_metrics(tmp_path)
+    evaluated = metrics[(metrics.metric == "test_acc") & (metrics.client != "server")]
+    assert sorted(set(evaluated["round"])) == [0, last]  # evaluated with the whole test set before the stop
 
 
 def test_a_local_dp_run_reports_the_worst_clients_epsilon(tmp_path):

@@ -206,9 +206,10 @@ class FedkdStrategy(Strategy):
         """Evaluate the students that trained this round (the others did not change) on
         ``eval-size`` test rows, every ``eval-every`` rounds. The last round evaluates on the
         whole test set, and, where earlier rounds saw a subset or skipped students,
-        every known client (those that did not train get no model: they hold their own)."""
+        every known client (those that did not train get no model: they hold their own).
+        A round after which the budget stops the run is the last."""
         c = self.config
-        last = server_round == c.rounds
+        last = server_round == c.rounds or bool(self.out_of_budget(server_round + 1))
         if not (last or server_round % c.eval_every == 0):
             return []
         rows = 0 if last else c.eval_size
