@@ -70,3 +70,17 @@ def test_run_py_refuses_a_delta_too_large_for_record_level_dp(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         load_script("run").main([*SCENARIO, "--dp=dp-sgd", "--dp-noise=1", "--dp-delta=0.01", f"--out={tmp_path}"])
     assert exit_.value.code == 2 and "smallest shard has" in capsys.readouterr().err
+
+
+def test_confident_gnmax_cells_keep_the_given_noise_and_take_eps_as_a_budget():
+    from fedkd import rules
+    from fedkd.config import RunConfig
+
+    base = rules.complete(RunConfig(clients=4, rounds=1, dataset="digits", public_size=300, public_subset=100,
+                                    dp="confident-gnmax", dp_noise=2.0, dp_threshold_noise=3.0))
+    cells = load_script("tradeoff").configs(base, ["fedmd"], [4.0, math.inf], ["confident-gnmax", "central"])
+    assert [(s, m, e) for s, m, e, _ in cells] == [("fedmd", "confident-gnmax", 4.0), ("fedmd", "central", 4.0),
+                                                   ("fedmd", "none", math.inf)]
+    confident, central, none = (c for *_, c in cells)
+    assert (confident.dp_noise, confident.target_epsilon) == (2.0, 4.0)
+    assert central.dp_noise == 0.0 and none.dp == "none" and none.dp_noise == 0.0  # central calibrates its own
