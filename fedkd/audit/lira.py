@@ -42,10 +42,9 @@ def scaled_confidence(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> n
 
 
 def private_epochs(config: RunConfig) -> int:
-    """Epochs a client trains on its shard in a full run: round 0's, then one a round at
-    least (each round's digest mixes private batches in)."""
-    return config.init_epochs + config.rounds * max(config.local_epochs, 1,
-                                                    STRATEGIES[config.strategy].min_local_epochs)
+    """Epochs a client trains on its shard in a full run, counting each round's digest,
+    which mixes private batches in, as one at least."""
+    return max(STRATEGIES[config.strategy].private_epochs(config), config.init_epochs + config.rounds)
 
 
 def reference_students(config: RunConfig, splits: Splits, partition_id: int, member_y: np.ndarray,

@@ -148,13 +148,13 @@ class FedkdStrategy(Strategy):
         return ConfigRecord({**config, "server-round": server_round, "reply": self.reply,
                              "knowledge": self.kind.name, "temperature": self.client_temperature(),
                              "shared-init": int(self.shared_init), "dp-noise": float(self.dp_noise),
-                             "private-epochs": self.private_epochs(), **extra})
+                             "private-epochs": self.private_epochs(self.config), **extra})
 
-    def private_epochs(self) -> int:
+    @classmethod
+    def private_epochs(cls, c: RunConfig) -> int:
         """Epochs a client trains on its shard in a full run, if sampled in every round
         (what DP-SGD calibrates its noise for)."""
-        c = self.config
-        return c.init_epochs + c.rounds * max(c.local_epochs, self.min_local_epochs)
+        return c.init_epochs + c.rounds * max(c.local_epochs, cls.min_local_epochs)
 
     def out_of_budget(self, server_round: int) -> str:
         """Why round ``server_round`` must not run (its release would exceed
