@@ -84,7 +84,13 @@ def configs(base: RunConfig, strategies: list[str], eps: list[float], mechanisms
 
 
 def row_of(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_clients: int) -> dict:
-    figures = run_one(config, run_dir, f"{strategy} ε={e:g}")
+    """One cell run, then attacked: its row of the table."""
+    return attacked_row(strategy, e, config, run_dir, attack_clients, run_one(config, run_dir, f"{strategy} ε={e:g}"))
+
+
+def attacked_row(strategy: str, e: float, config: RunConfig, run_dir: Path, attack_clients: int,
+                 figures: dict) -> dict:
+    """The row of a finished run with ``figures``: its guarantee, and the attacks on it."""
     s = read_summary(run_dir)
     attacks, pooled = attack_run(run_dir, attack_clients)
     server = attack_server_model(run_dir, attack_clients)
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.append(row_of(strategy, e, config, out / "runs" / f"{i:02d}-c{clients}-{strategy}-{mechanism}-eps{e:g}",
                            args.attack_clients))
+        write_atomic(out / "tradeoff.csv", pd.DataFrame(rows).to_csv(index=False))  # a stopped sweep keeps its rows
         r = rows[-1]
         print(f"  {clients} clients, {strategy} ε={e:g} ({r['mechanism']}): accuracy {r['acc_final']:.3f}, "
               f"teacher {r['teacher_acc']:.3f}, ε spent {r['epsilon']:.3g}, MIA AUC {r['mia_auc']:.3f}, "

@@ -20,6 +20,12 @@ def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
     start = time.perf_counter()
     with RoundProgress(config.rounds, lines=False, label=label) as progress:
         simulate(config, run_dir, on_round=progress)
+    return {**run_figures(run_dir), "wall_s": time.perf_counter() - start}
+
+
+def run_figures(run_dir: Path) -> dict:
+    """Figures of a finished run, read from its summary and metrics (its wall time is the
+    caller's to measure)."""
     s = read_summary(run_dir)
     client_rounds = read_server_metrics(run_dir)["replied"].sum()
     by_model = {f"acc_{m}": a for m, a in s["acc_mean_final_by_model"].items()}
@@ -29,5 +35,4 @@ def run_one(config: RunConfig, run_dir: Path, label: str) -> dict:
         "server_acc": s["server_acc_final"], "teacher_acc": s["teacher_acc_final"],
         "up_mb": s["bytes_up_total"] / 1e6, "down_mb": s["bytes_down_total"] / 1e6,
         "up_kb_per_client_round": s["bytes_up_total"] / 1e3 / client_rounds if client_rounds else np.nan,
-        "wall_s": time.perf_counter() - start,
     }
