@@ -48,12 +48,12 @@ NOTHING_SHARED = {"online": 0, "teacher_size": 0, "compression": "none", "byzant
 COLUMNS = {"clients": "clients", "strategy": "strategy", "mechanism": "mechanism", "target": "target ε",
            "epsilon": "ε spent", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
            "acc_p10": "p10", "teacher_acc": "teacher",
-           "mia_auc": "MIA AUC", "mia_tpr": "TPR@0.1%FPR", "lira_auc": "LiRA AUC", "lira_tpr1": "LiRA TPR@1%",
+           "mia_auc": "MIA AUC", "mia_tpr1": "TPR@1%FPR", "mia_tpr": "TPR@0.1%FPR", "lira_auc": "LiRA AUC", "lira_tpr1": "LiRA TPR@1%",
            "lira_tpr": "LiRA TPR@0.1%", "server_mia_auc": "server model MIA AUC",
            "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB", "wall_s": "wall s"}
 FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
            "teacher_acc": ".3f", "wall_s": ".0f",
-           "mia_auc": ".3f", "mia_tpr": ".3f", "lira_auc": ".3f", "lira_tpr1": ".3f", "lira_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
+           "mia_auc": ".3f", "mia_tpr1": ".3f", "mia_tpr": ".3f", "lira_auc": ".3f", "lira_tpr1": ".3f", "lira_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
            "up_mb": ".2f"}
 
 
@@ -98,7 +98,8 @@ def attacked_row(strategy: str, e: float, config: RunConfig, run_dir: Path, atta
     return {"clients": config.clients, "strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
             "delta": s["dp_delta"] if MECHANISMS[config.dp].accounting else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
-            "mia_auc": auc.mean(), "mia_tpr": max(pooled[f"pooled_mia_{a}_tpr@0.001"] for a in THRESHOLD_ATTACKS),
+            "mia_auc": auc.mean(), "mia_tpr1": max(pooled[f"pooled_mia_{a}_tpr@0.01"] for a in THRESHOLD_ATTACKS),
+            "mia_tpr": max(pooled[f"pooled_mia_{a}_tpr@0.001"] for a in THRESHOLD_ATTACKS),
             "lira_auc": pooled.get("pooled_mia_lira_auc", math.nan),
             "lira_tpr1": pooled.get("pooled_mia_lira_tpr@0.01", math.nan),
             "lira_tpr": pooled.get("pooled_mia_lira_tpr@0.001", math.nan), "label_tv": attacks["label_tv"].mean(),
