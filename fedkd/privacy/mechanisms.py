@@ -1,7 +1,7 @@
 """Differential privacy of shared knowledge: the mechanisms (clipping, Gaussian noise, noisy votes).
 
 Mechanisms (``--dp``); ``dp-sgd`` (record-level, Opacus) is in ``fedkd.privacy.dp_sgd``.
-The first two, for strategies whose clients upload soft labels on public ids:
+These four, for strategies whose clients upload soft labels on public ids:
 
 - ``central``: the trusted server bounds each client's upload of the round, sums,
   adds Gaussian noise to every entry and divides by the number of uploads. What it
