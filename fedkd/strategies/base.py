@@ -13,6 +13,7 @@ kinds, a public-set teacher, DP-FedAvg, one architecture, pooled data): the rule
 from __future__ import annotations
 
 import logging
+import math
 from abc import abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -159,7 +160,8 @@ class FedkdStrategy(Strategy):
     def out_of_budget(self, server_round: int) -> str:
         """Why round ``server_round`` must not run (its release would exceed
         ``target-epsilon``), or "" when it fits; the reason is kept in ``stop_reason``."""
-        if self.accountant.would_exceed(self.sample(server_round), self.config.target_epsilon):
+        budget = self.config.target_epsilon
+        if math.isfinite(budget) and self.accountant.would_exceed(self.sample(server_round), budget):
             self.stop_reason = (f"round {server_round} would exceed target-epsilon={self.config.target_epsilon:g} "
                                 f"(spent: {self.accountant.spent()})")
         return self.stop_reason
