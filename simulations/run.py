@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             f"noise σ = {s['dp_noise']:.3g}"
         say(f"privacy ({s['dp']}, {noise}): ε = {s['epsilon']:.3g} at "
             f"δ = {s['dp_delta']:g}, {s['dp_unit']}")
+    if "epsilon_sanitized" in s:
+        say(f"released ε (smooth sensitivity, order {s['sanitized_order']:g}): {s['epsilon_sanitized']:.3g} "
+            f"(mean {s['epsilon_sanitized_expected']:.3g}, standard deviation {s['epsilon_sanitized_spread']:.2g})")
     if s["stopped_early"]:
         say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "

@@ -46,12 +46,12 @@ LOCAL_ONLY = "local"
 NOTHING_SHARED = {"online": 0, "teacher_size": 0, "compression": "none", "byzantine_frac": 0.0, "aggregator": "mean",
                   "dp": "none", "dp_noise": 0.0, "target_epsilon": math.inf}  # the local-only reference's options
 COLUMNS = {"clients": "clients", "strategy": "strategy", "mechanism": "mechanism", "target": "target ε",
-           "epsilon": "ε spent", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
+           "epsilon": "ε spent", "released": "ε released (smoothed)", "delta": "δ", "unit": "unit", "noise": "noise σ", "acc_final": "accuracy",
            "acc_p10": "p10", "teacher_acc": "teacher",
            "mia_auc": "MIA AUC", "mia_tpr1": "TPR@1%FPR", "mia_tpr": "TPR@0.1%FPR", "lira_auc": "LiRA AUC", "lira_tpr1": "LiRA TPR@1%",
            "lira_tpr": "LiRA TPR@0.1%", "server_mia_auc": "server model MIA AUC",
            "label_tv": "label TV", "label_set": "label set exact", "up_mb": "uplink MB", "wall_s": "wall s"}
-FORMATS = {"target": "g", "epsilon": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
+FORMATS = {"target": "g", "epsilon": ".3g", "released": ".3g", "delta": "g", "noise": ".3g", "acc_final": ".3f", "acc_p10": ".3f",
            "teacher_acc": ".3f", "wall_s": ".0f",
            "mia_auc": ".3f", "mia_tpr1": ".3f", "mia_tpr": ".3f", "lira_auc": ".3f", "lira_tpr1": ".3f", "lira_tpr": ".3f", "server_mia_auc": ".3f", "label_tv": ".3f", "label_set": ".2f",
            "up_mb": ".2f"}
@@ -96,6 +96,7 @@ def attacked_row(strategy: str, e: float, config: RunConfig, run_dir: Path, atta
     server = attack_server_model(run_dir, attack_clients)
     auc = attacks[[f"mia_{a}_auc" for a in THRESHOLD_ATTACKS]].max(axis=1)
     return {"clients": config.clients, "strategy": strategy, "mechanism": config.dp, "target": e, "epsilon": s["epsilon"],
+            "released": s.get("epsilon_sanitized", math.nan),
             "delta": s["dp_delta"] if MECHANISMS[config.dp].accounting else float("nan"), "unit": s["dp_unit"],
             "noise": s["dp_noise"], "rounds_completed": s["rounds_completed"], **figures,
             "mia_auc": auc.mean(), "mia_tpr1": max(pooled[f"pooled_mia_{a}_tpr@0.01"] for a in THRESHOLD_ATTACKS),

@@ -10,7 +10,7 @@ from fedkd.config import ConfigError, RunConfig
 from fedkd.privacy import pate
 from fedkd.privacy.accounting import Accountant
 from fedkd.privacy.mechanisms import confident_votes, vote_counts
-from fedkd.results.store import read_server_metrics
+from fedkd.results.store import read_server_metrics, read_summary
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from tests.helpers import tiny_config
@@ -78,6 +78,8 @@ def test_confident_gnmax_runs_and_stops_answering_at_the_budget(tmp_path):
     run_server(PoolGrid(config.clients, workers=0), config, tmp_path / "free")
     free = read_server_metrics(tmp_path / "free")
     assert (free["answered"] > 0).all() and (free["answered"] < 50).all()  # split votes are refused
+    summary = read_summary(tmp_path / "free")  # the released, smoothed ε costs more than the data-dependent one
+    assert summary["epsilon_sanitized_expected"] > summary["epsilon"] > 0 and summary["epsilon_sanitized_spread"] > 0
     budget = (free["epsilon"].iloc[1] + free["epsilon"].iloc[2]) / 2  # rounds 0 and 1 fit, round 2 only in part
     run_server(PoolGrid(config.clients, workers=0), config.replace(target_epsilon=budget), tmp_path / "budget")
     capped = read_server_metrics(tmp_path / "budget")

@@ -27,6 +27,9 @@ from flwr.serverapp import (
 from fedkd.config import RunConfig
 from fedkd.privacy import pate
 from fedkd.privacy.mechanisms import MECHANISMS
+from fedkd.privacy.smooth_sensitivity import Rounds, Sanitized, sanitize
+
+SANITIZE_STREAM = 23  # the stream of the run's seed that draws the sanitised ε's noise
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Accountant:
         self.uploads: dict[int, int] = {}  # partition id -> uploads so far (local)
         self.reported: dict[int, float] = {}  # partition id -> ε its DP-SGD accountant reported (dp-sgd)
         self.rdp = np.zeros(len(pate.ORDERS))  # data-dependent RDP spent so far (confident-gnmax)
+        self.charged = Rounds([], [], [])  # the queries charged, for the sanitised release (confident-gnmax)
         self.exhausted = False  # a query was refused for the budget: no further round fits
 
     def __getstate__(self) -> dict:  # checkpoints: Flower's accountant holds modules, keep its state dict
@@ -93,9 +97,10 @@ class Accountant:
         for pid in sampled:
             self.uploads[pid] = self.uploads.get(pid, 0) + 1
 
-    def spend(self, costs: np.ndarray) -> int:
+    def spend(self, costs: np.ndarray, counts: np.ndarray, answered: np.ndarray, threshold: float) -> int:
         """Charge the queries' RDP curves (rows of ``costs``) in order, as many as keep
-        ε within ``target-epsilon``; returns how many were charged."""
+        ε within ``target-epsilon``, and keep their votes (``counts``, ``answered``, the
+        ``threshold`` in votes) for the sanitised release; returns how many were charged."""
         budget, delta = self.config.target_epsilon, self.config.dp_delta
         running = self.rdp + np.cumsum(costs, axis=0)
         low, high = 0, len(costs)  # the largest prefix that fits (ε grows with every query)
@@ -104,8 +109,19 @@ class Accountant:
             low, high = (mid, high) if pate.epsilon(running[mid - 1], delta) <= budget else (low, mid - 1)
         if low:
             self.rdp = running[low - 1]
+            self.charged.counts.append(counts[:low].astype(np.int32))
+            self.charged.answered.append(np.asarray(answered[:low], dtype=bool))
+            self.charged.thresholds.append(float(threshold))
         self.exhausted = low < len(costs)
         return low
+
+    def sanitized(self) -> Sanitized | None:
+        """The data-dependent ε as it may be released (``fedkd.privacy.smooth_sensitivity``);
+        None for the other mechanisms, or before any query was charged."""
+        if self.mechanism.accounting != "data-dependent" or not self.charged.counts:
+            return None
+        rng = np.random.default_rng([self.config.seed, SANITIZE_STREAM])
+        return sanitize(self.charged, self.rdp, self.config.dp_threshold_noise, self.noise, self.config.dp_delta, rng)
 
     def report(self, partition_id: int, epsilon: float) -> None:
         """A client's own record-level ε after its latest DP-SGD steps (dp-sgd)."""

@@ -61,8 +61,9 @@ LABEL_SMOOTHING = 0.01  # GNMax teacher: log of the one-hot noisy label, smoothe
 class Ledger(Protocol):
     """Where a data-dependent mechanism spends its queries' costs (the run's accountant)."""
 
-    def spend(self, costs: np.ndarray) -> int:
-        """Charge the first queries' RDP curves (rows of ``costs``) that fit the budget;
+    def spend(self, costs: np.ndarray, counts: np.ndarray, answered: np.ndarray, threshold: float) -> int:
+        """Charge the first queries' RDP curves (rows of ``costs``) that fit the budget,
+        keeping their vote ``counts``, ``answered`` flags and ``threshold`` (in votes);
         returns how many."""
 
 
@@ -122,7 +123,8 @@ def confident_votes(uploads: list[np.ndarray], threshold: float, threshold_noise
     votes = threshold * len(uploads)
     answered = counts.max(axis=1) + rng.normal(0.0, threshold_noise, size=len(counts)) >= votes
     labels = (counts + rng.normal(0.0, noise, size=counts.shape)).argmax(axis=1)
-    affordable = ledger.spend(pate.confident_rdp(counts, answered, votes, threshold_noise, noise))
+    affordable = ledger.spend(pate.confident_rdp(counts, answered, votes, threshold_noise, noise), counts, answered,
+                              votes)
     answered[affordable:] = False  # past the budget nothing more is released
     logits = label_logits(labels, counts.shape[1])
     logits[~answered] = np.nan
@@ -216,7 +218,8 @@ class ConfidentGNMax(Mechanism):
 
     def unit(self, config: RunConfig) -> str:
         return ("client-level, votes on public ids, replace-one, data-dependent Confident-GNMax bound "
-                "(not smoothed), no sampling amplification")
+                "(the budget is checked on it; its smooth-sensitivity release is epsilon_sanitized), "
+                "no sampling amplification")
 
     def combiner(self, config, noise, rng, temperature, probabilities, ledger):
         return partial(confident_votes, threshold=config.dp_threshold, threshold_noise=config.dp_threshold_noise,

@@ -11,8 +11,7 @@ Proposition 7's union bound on q̃ for GNMax. The threshold check of Confident-G
 the minimum with the data-independent λ/σ², so it never exceeds it.
 
 These figures depend on the votes: they are data-dependent privacy costs, and the
-paper releases them only after smoothing them (its smooth-sensitivity analysis, §4.3),
-which fedkd does not do.
+paper releases them only after smoothing them (§4.3): ``fedkd.privacy.smooth_sensitivity``.
 """
 
 from __future__ import annotations

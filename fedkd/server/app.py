@@ -26,6 +26,7 @@ from fedkd.data.datasets import load_splits
 from fedkd.data.external import short_name
 from fedkd.faults.plan import FaultPlan, UnreliableGrid
 from fedkd.learning.models import build_model, count_parameters
+from fedkd.privacy.smooth_sensitivity import sanitized_fields
 from fedkd.results import checkpoint
 from fedkd.results.plots import plot_accuracy
 from fedkd.results.store import (
@@ -154,7 +155,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     summary = {**summarize(table, config, time.perf_counter() - start, params), "engine_startup_s": startup_s,
                "dp": config.dp, "epsilon": spent.epsilon, "dp_delta": spent.delta, "dp_unit": spent.unit,
                "dp_noise": strategy.dp_noise, "rounds_completed": int(table.server().index.max()),
-               "stopped_early": strategy.stop_reason}
+               "stopped_early": strategy.stop_reason, **sanitized_fields(strategy.accountant.sanitized())}
     write_json(run_dir / SUMMARY_FILE, summary)
     write_parquet(run_dir, table.frame())
     plot_accuracy(table.server(), run_dir / ACCURACY_PLOT,
