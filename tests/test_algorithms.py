@@ -210,3 +210,28 @@ def test_a_server_model_teacher_covers_teacher_size_public_ids(tmp_path):
     assert len(teacher["ids"]) == 250 and len(np.unique(teacher["ids"])) == 250 and teacher["logits"].shape == (250, 10)
     with pytest.raises(ConfigError, match="runs with feddf-logits"):
         rules.changed(tiny_config(), teacher_size=250)  # fedmd's teacher is the aggregate itself
+
+
+def test_the_centralized_bound_keeps_each_architectures_best_validated_model(monkeypatch):
+    """A round that ruins the pooled model does not lower the bound: the credited model is
+    the one with the best validation accuracy so far (the test set never selects)."""
+    import torch
+
+    from fedkd.data.datasets import load_splits
+    from fedkd.strategies import centralized
+
+    config = tiny_config().replace(strategy="centralized", models="mlp-s", rounds=2)
+    bound = centralized.Centralized(config, load_splits(config))
+    bound.aggregate_train(0, [])
+    trained = bound.server_metrics(None)
+    assert trained["server_acc"] > 0.3
+
+    def ruin(model, *args, **kwargs):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()  # every class scores alike: validation accuracy falls to one class's share
+
+    monkeypatch.setattr(centralized, "revisit", ruin)
+    bound.aggregate_train(1, [])
+    assert bound.server_metrics(None) == trained
+    assert centralized.accuracy_on_test(bound.models["mlp-s"], bound.splits) < trained["server_acc"]

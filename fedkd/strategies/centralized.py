@@ -3,7 +3,11 @@
 No client trains or sends anything: the server pools every client's shard (which
 no federated method may do) and trains one model of each architecture in
 ``models`` with the clients' optimiser settings: ``init-epochs`` in round 0, then
-``local-epochs`` (at least 1) a round. Each client is credited with the model of its own
+``local-epochs`` (at least 1) a round. A bound is the best the pooled data allow, so each
+architecture's credited model is the one of the round with the best accuracy on the
+server's validation split so far (early stopping, as FedDF's server model stops;
+never selected on the test set): on a few thousand samples Adam's last epoch can sit
+a point or two below its best. Each client is credited with the model of its own
 architecture, so the accuracy figures compare with the federated ones client for
 client. With ``public-labels`` the labelled public set joins the pool, as it joins
 every client's round 0.
@@ -11,6 +15,7 @@ every client's round 0.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import numpy as np
@@ -23,7 +28,7 @@ from fedkd.learning.device import torch_device
 from fedkd.learning.models import build_model, derive_seed
 from fedkd.protocol import NOTHING
 from fedkd.strategies.base import FedkdStrategy, RoundReport
-from fedkd.training.loops import revisit
+from fedkd.training.loops import evaluate, revisit
 from fedkd.training.server_model import accuracy_on_test
 
 
@@ -47,6 +52,8 @@ class Centralized(FedkdStrategy):
                        for i, name in enumerate(config.model_names)}
         self.optimizers = {name: torch.optim.Adam(m.parameters(), lr=config.lr) for name, m in self.models.items()}
         self.generator = torch.Generator().manual_seed(derive_seed(config.seed, 14))
+        self.val_x, self.val_y = torch.from_numpy(splits.val_x), torch.from_numpy(splits.val_y)
+        self.kept: dict[str, tuple[float, torch.nn.Module]] = {}  # name -> (validation accuracy, best model so far)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
@@ -63,11 +70,15 @@ class Centralized(FedkdStrategy):
         for name, model in self.models.items():
             revisit(model, self.optimizers[name], self.x, self.y, epochs, self.config.batch_size, self.generator,
                     self.config.augment)
+            acc, _ = evaluate(model, self.val_x, self.val_y)
+            if name not in self.kept or acc > self.kept[name][0]:
+                self.kept[name] = (acc, copy.deepcopy(model))
         return None, None
 
     def server_metrics(self, arrays: ArrayRecord) -> dict[str, float]:
-        acc_by_model = {name: accuracy_on_test(m, self.splits) for name, m in self.models.items()}
+        acc_by_model = {name: accuracy_on_test(m, self.splits) for name, (_, m) in self.kept.items()}
         accs = np.array([acc_by_model[self.config.model_for(p)] for p in range(self.config.clients)])
         return {"acc_mean": accs.mean(), "acc_p10": np.percentile(accs, 10), "acc_min": accs.min(),
                 "acc_max": accs.max(), "server_acc": float(np.mean(list(acc_by_model.values()))),
+                "server_val_acc": float(np.mean([acc for acc, _ in self.kept.values()])),
                 **{f"server_acc_{name}": acc for name, acc in acc_by_model.items()}}
