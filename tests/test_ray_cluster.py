@@ -52,14 +52,16 @@ def _stop_head(temp_dir: str) -> list[psutil.Process]:
 
 
 @pytest.mark.skipif(RAY is None, reason="the ray command is not installed")
-def test_two_rounds_on_a_local_ray_head(tmp_path):
+@pytest.mark.parametrize("cohort_size", [1, 3], ids=["a node per client", "cohorts of 3"])
+def test_two_rounds_on_a_local_ray_head(tmp_path, cohort_size):
     port = _free_port()
     temp_dir = tempfile.mkdtemp(prefix="fedkd-ray-", dir="/tmp")  # Ray's socket paths must be short
     subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                     "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                     f"--temp-dir={temp_dir}"], check=True, capture_output=True)
     try:
-        simulate(tiny_config(), tmp_path, on_round=lambda r, m: None, ray_address=f"127.0.0.1:{port}")
+        simulate(tiny_config().replace(cohort_size=cohort_size), tmp_path, on_round=lambda r, m: None,
+                 ray_address=f"127.0.0.1:{port}")
     finally:
         started = _stop_head(temp_dir)
     df = pd.read_csv(tmp_path / "metrics.csv", dtype={"client": str})
