@@ -69,8 +69,9 @@ class RunConfig:
     local_epochs: int = _opt(0, "private epochs per round (at least 1 for local, fedavg, feddf, "
                                 "feddistill and centralized, whose clients learn only from their shard)")
     batch_size: int = _opt(64, "mini-batch size")
-    augment: str = _opt("none", "augmentation of private image batches: none, crop (random 2-pixel shifts), "
-                                "crop-flip (and horizontal flips)")
+    augment: str = _opt("", "augmentation of private image batches: none, crop (random 2-pixel shifts), "
+                            "crop-flip (and horizontal flips); default: the data set's (crop for mnist-5k, none "
+                            "for the others and under dp-sgd)")
     lr: float = _opt(3e-3, "Adam learning rate")
     server_model: str = _opt("", "architecture of the server model (feddf-logits, dsfl, online; default: the data "
                                  "set's first student)")

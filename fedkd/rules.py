@@ -61,8 +61,8 @@ def complete(config: RunConfig) -> RunConfig:
     ``check``: every message a client gets carries the run config)."""
     config.check_fields()
     _names(config)
-    filled = config.replace_unchecked(**data_defaults(config), cohort_size=config.cohort_size or auto_cohort_size(
-        config.clients))
+    filled = config.replace_unchecked(**data_defaults(config, MECHANISMS[config.dp].private_training),
+                                      cohort_size=config.cohort_size or auto_cohort_size(config.clients))
     check(filled)
     return filled
 
@@ -83,7 +83,7 @@ def check(config: RunConfig) -> None:
     the configuration of every message they get)."""
     config.check_fields()
     _names(config)
-    for key in ("public-size", "public-subset", "models", "server-model", "cohort-size"):
+    for key in ("public-size", "public-subset", "models", "server-model", "cohort-size", "augment"):
         if not getattr(config, key.replace("-", "_")):
             raise ConfigError(key, getattr(config, key.replace("-", "_")), "the data set's default is filled in "
                               "by rules.complete; check a completed configuration")
@@ -118,9 +118,10 @@ def check_shards(config: RunConfig, sizes: Sequence[int] | None = None) -> None:
 def _names(config: RunConfig) -> None:
     for registry, name in ((STRATEGIES, config.strategy), (PARTITIONERS, config.partition), (SOFT_LOSSES, config.soft_loss),
                            (KINDS, config.knowledge), (SCHEMES, config.compression), (ATTACKS, config.attack),
-                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp), (AUGMENTS, config.augment),
-                           (BOUNDS, config.dp_bound)):
+                           (AGGREGATORS, config.aggregator), (MECHANISMS, config.dp), (BOUNDS, config.dp_bound)):
         registry[name]  # noqa: B018 - a Registry raises ConfigError on an unknown name
+    if config.augment:
+        AUGMENTS[config.augment]  # noqa: B018 - "" leaves it to the data set
     _data_names(config)
     torch_device(config.device)  # an unknown name, or cuda without a GPU
     if config.models and not config.model_names:

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = dataset_spec(config)
     public = f"public {config.public_size}" + (f" from {config.public_dataset}" if config.public_dataset else "")
     say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
-        f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}, "
+        f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}"
+        + (f" (augment {config.augment})" if config.augment != "none" else "") + ", "
         f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}"
         + (f", {config.cohort_size} clients per simulated node" if config.cohort_size > 1 else ""))
     start = time.perf_counter()

