@@ -375,3 +375,35 @@ def test_feddistill_uploads_name_each_clients_label_set_and_the_attack_says_so(t
     attacked, _ = attack_run(tmp_path, max_clients=5, references=0)
     assert len(attacked) == 5 and (attacked.label_set_exact == 1.0).all()
     assert (attacked.label_tv < attacked.label_tv_uniform).all()  # the label set alone beats a uniform guess
+
+
+def test_sensitivities_hold_by_brute_force_on_tiny_neighbouring_federations():
+    """Replace-one neighbours of 4 parties on 2 public ids of 3 classes, enumerated: the
+    vote counts move by at most √2 per row and the top count by at most 1 (GNMax and the
+    threshold check); summed probability rows by at most √2 per row, whatever the logits
+    (central, rows); a clipped sum by at most 2C (central, matrix; local)."""
+    import itertools
+
+    from fedkd.privacy.mechanisms import SENSITIVITY, VOTE_SENSITIVITY, vote_counts
+
+    rng = np.random.default_rng(0)
+    uploads = [rng.normal(0, 5, size=(2, 3)) for _ in range(4)]
+    counts = vote_counts(uploads)
+    replacements = [np.eye(3)[list(v)] * 9.0 for v in itertools.product(range(3), repeat=2)]
+    worst_row, worst_top = 0.0, 0.0
+    for i, other in itertools.product(range(4), replacements):
+        moved = vote_counts(uploads[:i] + [other] + uploads[i + 1:]) - counts
+        worst_row = max(worst_row, np.linalg.norm(moved, axis=1).max())
+        worst_top = max(worst_top, np.abs((counts + moved).max(axis=1) - counts.max(axis=1)).max())
+    assert worst_row == pytest.approx(VOTE_SENSITIVITY) and worst_top == 1  # reached, never passed
+
+    scales = (0.1, 1.0, 30.0)  # from flat to one-hot probabilities
+    logits = [s * rng.normal(size=(2, 3)) for s in scales for _ in range(3)]
+    probs = [softmax(z / 2.0, axis=1) for z in logits]
+    worst = max(np.linalg.norm(p - q, axis=1).max() for p, q in itertools.combinations(probs, 2))
+    assert 1.2 < worst <= VOTE_SENSITIVITY + 1e-12  # sharp rows come near √2
+
+    bound = 10.0
+    clipped = [clip(5 * z, bound) for z in logits]
+    worst = max(np.linalg.norm(a - b) for a, b in itertools.combinations(clipped, 2))
+    assert worst <= SENSITIVITY * bound + 1e-9
