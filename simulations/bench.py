@@ -14,7 +14,9 @@ relative ``AGREE``: stacked float sums go in another order (1e-7 in round 1), an
 teacher carries the difference on, about tenfold a round. It prints, per mode, the
 start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
-descendants; then the ratios b/a and b/c (the headline) and a/c. Results also go to a CSV.
+descendants; then the ratios b/a and b/c (the headline) and a/c, and the rate each
+mode does a round's arithmetic at (GFLOP/s per process; ``vector_floor.round_gflop``),
+which says how far all three are from the hardware. Results also go to a CSV.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
 
 
 def _floor_row(config, workers: int) -> dict:
-    from fedkd.runtime.vector_floor import floor_rounds
+    from fedkd.runtime.vector_floor import floor_rounds, round_gflop
 
     start = time.perf_counter()
     with PeakMemory() as memory:
@@ -63,7 +65,7 @@ def _floor_row(config, workers: int) -> dict:
     return {"mode": f"floor: stacked PyTorch, {workers} processes", "clients": config.clients,
             "rounds": config.rounds, "startup_and_round0_s": float("nan"), "median_round_s": median,
             "client_rounds_per_s": config.clients_per_round / median, "peak_pss_mb": memory.peak,
-            "total_s": time.perf_counter() - start}
+            "total_s": time.perf_counter() - start, "round_gflop": round_gflop(config)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,9 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     table.assign(**ratios, largest_relative_difference=largest, accuracies_differing=accuracies).to_csv(
         args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
-        print(table.drop(columns=["clients", "rounds"]).to_string(index=False))
+        print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
     print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
           f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f}")
+    gflop = table["round_gflop"].iloc[2]
+    print(f"arithmetic of a round's client work: about {gflop:.1f} GFLOP; per process: floor "
+          f"{gflop / t[2] / args.workers:.1f}, cohorts {gflop / t[1] / args.workers:.1f}, one client per node "
+          f"{gflop / t[0] / args.workers:.1f} GFLOP/s")
     print(f"(a) and (b): largest relative difference of a metric {largest:.1e} (below {AGREE:g}: {same}), "
           f"{accuracies} client accuracies differ")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "

@@ -77,3 +77,15 @@ def test_the_floor_times_every_round_after_round_0():
     config = tiny_config().replace(rounds=3)
     times = floor_rounds(config, workers=2)
     assert len(times) == 3 and all(t > 0 for t in times)
+
+
+def test_the_floors_arithmetic_counts_every_row_a_round_touches():
+    """mlp-s on 8x8 digits: 2·(64·64 + 64·10) FLOP a row forward; a sampled client digests
+    200 public ids and 200 private picks (three forward passes each), answers 200 ids and
+    evaluates on the 360 test digits."""
+    from fedkd.runtime.vector_floor import round_gflop
+
+    config = tiny_config().replace(models="mlp-s", fraction=1.0)
+    per_row = 2 * (64 * 64 + 64 * 10)
+    assert round_gflop(config) * 1e9 == pytest.approx(5 * per_row * (3 * 400 + 200 + 360))
+    assert round_gflop(config.replace(fraction=0.6)) == pytest.approx(0.6 * round_gflop(config))

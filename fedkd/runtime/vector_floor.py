@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
@@ -36,6 +37,26 @@ def floor_rounds(config: RunConfig, workers: int) -> list[float]:
     with mp.get_context("spawn").Pool(workers) as pool:
         times = pool.starmap(_work, [(config, share) for share in shares if share])
     return [max(column) for column in zip(*times)]
+
+
+def round_gflop(config: RunConfig) -> float:
+    """About how much arithmetic (GFLOP) one round of the floor does: per sampled
+    student, the digest's forward and backward passes (counted as three forward passes)
+    on its batches (public ids, with as many private picks where ``kd-weight`` < 1) and
+    one forward pass per answer and per evaluation row; a row's forward pass is counted
+    by PyTorch's FLOP counter (multiply-adds of the convolutions and linear layers)."""
+    splits = load_splits(config)
+    test_rows = len(splits.test_rows(config.eval_size, config.seed)[1])
+    queries = config.public_subset
+    digest_rows = config.distill_epochs * queries * (2 if config.kd_weight < 1 else 1)
+    per_row = {}
+    for name in config.model_names:
+        with FlopCounterMode(display=False) as counter:
+            build_model(name, splits.input_shape, splits.num_classes, 0)(torch.from_numpy(splits.public_x[:1]))
+        per_row[name] = counter.get_total_flops()
+    share = config.clients_per_round / config.clients
+    return share * sum(per_row[config.model_for(p)] * (3 * digest_rows + queries + test_rows)
+                       for p in range(config.clients)) / 1e9
 
 
 def _work(config: RunConfig, partitions: list[int]) -> list[float]:
