@@ -10,17 +10,20 @@ the same seed gives the same byte counts.
 
 from __future__ import annotations
 
+import hashlib
+
 from flwr.app import Message
 
 
-def _tree(obj, seen: dict[str, bytes]) -> None:
-    seen.setdefault(obj.object_id, obj.deflate())
+def _tree(obj, seen: dict[bytes, int]) -> None:
+    content = obj.deflate()  # an object's id is the SHA-256 of these bytes (``object_id`` deflates again)
+    seen.setdefault(hashlib.sha256(content).digest(), len(content))
     for child in (obj.children or {}).values():
         _tree(child, seen)
 
 
 def message_bytes(message: Message) -> int:
     """Serialized size of the records ``message`` carries."""
-    objects: dict[str, bytes] = {}
-    _tree(message.content, objects)
-    return sum(len(b) for b in objects.values())
+    sizes: dict[bytes, int] = {}
+    _tree(message.content, sizes)
+    return sum(sizes.values())
