@@ -9,9 +9,11 @@ with ``--dp <mechanism> --target-epsilon ε`` (the noise calibrated so the plann
 rounds spend at most ε; ``inf`` = no DP, the non-private reference, once per
 strategy), plus one local-only run (no sharing at all). ``confident-gnmax``'s cost
 depends on the votes, so its noise is the run's ``--dp-noise`` (give ``--dp
-confident-gnmax`` with it) and ε is the budget at which the server stops answering. After each run the released client students are attacked
-(membership inference) and the server estimates each client's label histogram from
-its uploads (``fedkd/privacy_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
+confident-gnmax`` with it), ε is the budget at which the server stops answering, and
+its row also gives the ε released through smooth sensitivity. After each run the
+released client students are attacked (membership inference) and the server
+estimates each client's label histogram from its uploads
+(``fedkd/audit/inference_attacks.py``). Written to ``<out>/tradeoff-<time>/``:
 ``runs/``, ``tradeoff.csv`` (one row per run), ``tradeoff.md`` and
 ``tradeoff.png`` (final accuracy against ε, one line per strategy and mechanism, the non-private
 and local-only references as horizontal lines). With ``--client-counts`` the whole
