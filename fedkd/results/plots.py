@@ -47,8 +47,8 @@ def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: 
     """accuracy_per_round.png and accuracy_vs_bytes.png: client mean accuracy of each
     strategy (mean over seeds, band = ±1 std where there are several) against the round
     and against cumulative bytes on the wire (uplink + downlink)."""
-    fig_r, ax_r = plt.subplots(figsize=(7.5, 4.5), dpi=120)
-    fig_b, ax_b = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    fig_r, ax_r = plt.subplots(figsize=(9, 4.5), dpi=120)
+    fig_b, ax_b = plt.subplots(figsize=(9, 4.5), dpi=120)
     for i, (strategy, frames) in enumerate(per_round.items()):
         acc = pd.concat([f["acc_mean"] for f in frames], axis=1)
         mean, std = acc.mean(axis=1), acc.std(axis=1, ddof=0)
@@ -71,7 +71,7 @@ def plot_comparison(per_round: dict[str, list[pd.DataFrame]], out: Path, title: 
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=8, loc="lower right", framealpha=0.9, ncol=2)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside: hides no line
         fig.tight_layout()
         fig.savefig(out / name)
         plt.close(fig)
