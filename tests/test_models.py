@@ -31,3 +31,23 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 20), (8, 4, 5, 6)], ids=["1-D", "2-D"])
+def test_global_max_is_adaptive_max_pooling_values_and_gradients_ties_included(shape):
+    from torch import nn
+
+    from fedkd.learning.models import GlobalMax
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    flat = x.flatten(2)
+    flat[..., 3] = flat[..., 1] = flat.amax(-1) + 1  # two positions tie at each maximum
+    pool = nn.AdaptiveMaxPool1d(1) if len(shape) == 3 else nn.AdaptiveMaxPool2d(1)
+    weights = torch.randn(shape[:2], generator=torch.Generator().manual_seed(1))
+    grads = []
+    for layer in (lambda t: pool(t).flatten(1), GlobalMax()):
+        t = x.clone().requires_grad_()
+        out = layer(t)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), t.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])

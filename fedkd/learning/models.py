@@ -76,11 +76,12 @@ def _mlp_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module,
 
 
 class GlobalMax(nn.Module):
-    """Global max pooling over every position: ``AdaptiveMaxPool(1)``'s values, (N, C) out,
-    computed as one reduction (``amax``), about twice as fast on a CPU."""
+    """Global max pooling over every position, (N, C) out: ``AdaptiveMaxPool(1)``'s values
+    and gradients (a tie sends the gradient to its first position, where ``amax`` would
+    split it), as one reduction, faster on a CPU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.amax(dim=tuple(range(2, x.dim())))
+        return x.flatten(2).max(dim=-1).values
 
 
 def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
