@@ -37,12 +37,11 @@ def log_q_gnmax(counts: np.ndarray, sigma: float) -> np.ndarray:
     return np.minimum(logsumexp(terms, axis=1), math.log(1.0 - 1.0 / m))
 
 
-def rdp_gnmax(log_q: np.ndarray, sigma: float, orders: np.ndarray = ORDERS) -> np.ndarray:
-    """RDP at each order (columns) of GNMax with noise ``sigma`` for each query (rows)
-    whose non-argmax probability is at most exp(``log_q``): Theorem 6 with Proposition
-    10's μ1, μ2 where its conditions hold, else the data-independent λ/σ²."""
+def theorem6(log_q: np.ndarray, sigma: float, orders: np.ndarray = ORDERS) -> tuple[np.ndarray, np.ndarray]:
+    """(Theorem 6's bound with Proposition 10's μ1, μ2, whether its conditions hold) at each
+    order (columns) for each query (rows) whose non-argmax probability is at most
+    exp(``log_q``); the bound is computed whether or not they hold."""
     log_q = np.asarray(log_q, dtype=float)[:, None]
-    independent = np.broadcast_to(orders / sigma**2, (len(log_q), len(orders))).copy()
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         mu2 = sigma * np.sqrt(-log_q)
         mu1 = mu2 + 1.0
@@ -53,7 +52,16 @@ def rdp_gnmax(log_q: np.ndarray, sigma: float, orders: np.ndarray = ORDERS) -> n
         log_1q = np.log(-np.expm1(log_q))
         log_a = (orders - 1) * (log_1q - np.log(-np.expm1((log_q + eps2) * (1 - 1 / mu2))))
         log_b = (orders - 1) * (eps1 - log_q / (mu1 - 1))
-        dependent = np.logaddexp(log_1q + log_a, log_q + log_b) / (orders - 1)
+        return np.logaddexp(log_1q + log_a, log_q + log_b) / (orders - 1), holds
+
+
+def rdp_gnmax(log_q: np.ndarray, sigma: float, orders: np.ndarray = ORDERS) -> np.ndarray:
+    """RDP at each order (columns) of GNMax with noise ``sigma`` for each query (rows)
+    whose non-argmax probability is at most exp(``log_q``): Theorem 6 with Proposition
+    10's μ1, μ2 where its conditions hold, else the data-independent λ/σ²."""
+    log_q = np.asarray(log_q, dtype=float)[:, None]
+    independent = np.broadcast_to(orders / sigma**2, (len(log_q), len(orders))).copy()
+    dependent, holds = theorem6(log_q[:, 0], sigma, orders)
     rdp = np.where(holds, np.minimum(dependent, independent), independent)
     rdp[np.isneginf(log_q[:, 0])] = 0.0  # a certain outcome reveals nothing
     return rdp

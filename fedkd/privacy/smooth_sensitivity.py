@@ -39,23 +39,12 @@ def _rdp(log_q: np.ndarray, sigma: float, order: float) -> np.ndarray:
     return np.where(log_q >= log_q0(sigma, order), order / sigma**2, dependent)
 
 
-def _dependent(log_q: float, sigma: float, order: float) -> float:
-    """Theorem 6's bound without its preconditions (the caller brackets ``log_q``)."""
-    mu2 = sigma * math.sqrt(-log_q)
-    mu1 = mu2 + 1
-    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
-    log_1q = math.log1p(-math.exp(log_q))
-    log_a = (order - 1) * (log_1q - math.log1p(-math.exp((log_q + eps2) * (1 - 1 / mu2))))
-    log_b = (order - 1) * (eps1 - log_q / (mu1 - 1))
-    return float(np.logaddexp(log_1q + log_a, log_q + log_b)) / (order - 1)
-
-
 @lru_cache(maxsize=None)
 def log_q0(sigma: float, order: float) -> float:
     """log q0: where the data-dependent bound of Theorem 6 meets the data-independent λ/σ²
     (above it, the data-independent bound is the better one)."""
     def excess(log_q: float) -> float:
-        return _dependent(log_q, sigma, order) - order / sigma**2
+        return float(pate.theorem6(np.array([log_q]), sigma, np.array([order]))[0][0, 0]) - order / sigma**2
 
     upper = min(-(1 + 1 / sigma) ** 2, -((order - 0.99) / sigma) ** 2, -1 / sigma**2)
     if excess(upper) < 0:
