@@ -43,7 +43,7 @@ from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.device import torch_device
-from fedkd.learning.models import build_model, derive_seed, shared_init_seed
+from fedkd.learning.models import build_model, derive_seed, empty_model, shared_init_seed
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
     CLASS_LOGITS,
@@ -70,11 +70,12 @@ from fedkd.training.loops import (
     class_targets,
     digest,
     distill_private,
-    evaluate,
+    predict,
     revisit,
+    scores,
     views,
 )
-from fedkd.training.stacked import StackedStudents, digest_stacked
+from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
 
 app = ClientApp()
 
@@ -98,15 +99,18 @@ class _Client:
         self.private_x, self.private_y = torch.from_numpy(private_x), torch.from_numpy(private_y)
         self.kind = KINDS[str(self.round["knowledge"])]
         name = c.model_for(self.partition_id)
-        seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
-                else derive_seed(c.seed, self.partition_id))
-        self.model = build_model(name, self.splits.input_shape, self.splits.num_classes, seed,
-                                 embed_dim=c.embed_dim if self.kind.needs_projection else 0
-                                 ).to(torch_device(c.device))
-        if MODEL in message.content:  # the server's global weights replace the student's
-            self.model.load_state_dict(message.content[MODEL].to_torch_state_dict())
-        elif STUDENT in context.state:
-            self.model.load_state_dict(context.state[STUDENT].to_torch_state_dict())
+        embed_dim = c.embed_dim if self.kind.needs_projection else 0
+        # the server's global weights replace the student's; else the student as it was left
+        saved = message.content[MODEL] if MODEL in message.content else context.state.get(STUDENT)
+        if saved is None:
+            seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
+                    else derive_seed(c.seed, self.partition_id))
+            self.model = build_model(name, self.splits.input_shape, self.splits.num_classes, seed,
+                                     embed_dim=embed_dim).to(torch_device(c.device))
+        else:
+            self.model = empty_model(name, self.splits.input_shape, self.splits.num_classes, embed_dim,
+                                     torch_device(c.device))
+            self.model.load_state_dict(saved.to_torch_state_dict())
 
     def save(self, context: Context) -> None:
         """Keep the student in ``context.state``, and the whole state on disk where a store is set."""
@@ -322,8 +326,35 @@ def evaluate_student(message: Message, context: Context) -> Message:
     client = _Client(message, context)
     if MODEL in message.content:
         client.save(context)  # the global model is what this client now holds
-    x, y = client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
-    acc, loss = evaluate(client.model, torch.from_numpy(x), torch.from_numpy(y))
+    x, y = _test_rows(client)
+    return _evaluation(client, message, predict(client.model, torch.from_numpy(x)), y)
+
+
+def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
+    """A cohort's members as ``evaluate_student`` evaluates each, their students stacked
+    (``fedkd.training.stacked``: one grouped pass over the test rows for all of them)."""
+    clients, outcomes = _members(members)
+    for i, client in clients.items():
+        if MODEL in members[i][0].content:
+            client.save(members[i][1])
+    by_shape: dict[tuple, list[int]] = {}
+    for i, client in clients.items():
+        by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
+    for group in by_shape.values():
+        first = clients[group[0]]
+        x, y = _test_rows(first)
+        logits = predict_stacked(StackedStudents([clients[i].model for i in group]), torch.from_numpy(x))
+        for i, member_logits in zip(group, logits):
+            outcomes[i] = _evaluation(clients[i], members[i][0], member_logits, y)
+    return [outcomes[i] for i in range(len(members))]
+
+
+def _test_rows(client: _Client) -> tuple[np.ndarray, np.ndarray]:
+    return client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
+
+
+def _evaluation(client: _Client, message: Message, logits: torch.Tensor, y: np.ndarray) -> Message:
+    acc, loss = scores(logits, torch.from_numpy(y))
     metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(y),
                             "test-acc": acc, "test-loss": loss})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
@@ -342,5 +373,5 @@ def identify(message: Message, context: Context) -> Message:
 
 
 app.train()(_per_client(train, train_cohort))  # Flower calls these; a cohort node serves each of its clients
-app.evaluate()(_per_client(evaluate_student))
+app.evaluate()(_per_client(evaluate_student, evaluate_cohort))
 app.query()(_per_client(identify))

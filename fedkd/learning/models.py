@@ -78,10 +78,13 @@ def _mlp_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module,
 class GlobalMax(nn.Module):
     """Global max pooling over every position, (N, C) out: ``AdaptiveMaxPool(1)``'s values
     and gradients (a tie sends the gradient to its first position, where ``amax`` would
-    split it), as one reduction, faster on a CPU."""
+    split it), as one reduction, faster on a CPU. Without gradients, ``amax``: the same
+    values, without the positions (twice as fast on a CPU, more on channels-last maps)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(2).max(dim=-1).values
+        if torch.is_grad_enabled() and x.requires_grad:
+            return x.flatten(2).max(dim=-1).values
+        return x.flatten(2).amax(dim=-1)
 
 
 def _cnn_body(spec: ModelSpec, input_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
@@ -162,6 +165,15 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
         torch.manual_seed(seed)
         body, width = BODIES[spec.kind](spec, input_shape)
         return Student(body, width, num_classes, embed_dim)
+
+
+def empty_model(name: str, input_shape: tuple[int, ...], num_classes: int, embed_dim: int = 0,
+                device: torch.device | str = "cpu") -> Student:
+    """A student with uninitialised weights, for a ``load_state_dict`` that sets them all:
+    built on the meta device, so no time goes to drawing weights that are replaced."""
+    with torch.device("meta"):
+        model = Student(*BODIES[MODELS[name].kind](MODELS[name], input_shape), num_classes, embed_dim)
+    return model.to_empty(device=device)
 
 
 def count_parameters(model: nn.Module) -> int:

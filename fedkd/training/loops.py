@@ -21,6 +21,7 @@ from fedkd.knowledge import payload
 from fedkd.knowledge.kinds import KINDS, Kind
 from fedkd.learning.augment import augment
 from fedkd.learning.device import model_device
+from fedkd.learning.grouped import groupable, one_student
 from fedkd.learning.losses import hard_soft_loss
 
 
@@ -153,9 +154,11 @@ def views(model: nn.Module, x: torch.Tensor, kind: Kind, batch_size: int = 2048)
     """The kind's per-sample view (logits, features or embeddings) of every row of ``x``, on the host."""
     model.eval()
     device = model_device(model)
+    params = dict(model.named_parameters()) if groupable(model) else None  # channels-last maps: faster
     out = []
     for i in range(0, len(x), batch_size):
-        features = model.features(x[i:i + batch_size].to(device))
+        rows = x[i:i + batch_size].to(device)
+        features = model.features(rows) if params is None else one_student(model, params, rows, features=True)
         out.append(kind.view(model, features, model.head(features)).cpu())
     return torch.cat(out)
 
