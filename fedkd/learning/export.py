@@ -50,7 +50,7 @@ def export(model: torch.nn.Module, inputs: np.ndarray, folder: Path, stem: str) 
     example = torch.from_numpy(inputs[:2])  # torch.export fixes a dimension it sees as 1
     onnx_path, script_path = folder / f"{stem}.onnx", folder / f"{stem}.pt"
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notes about torchvision ops it has no use for
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():  # one graph: the inference one (GlobalMax's amax)
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (example,), str(onnx_path), dynamo=True, input_names=["x"], output_names=["logits"],
                           dynamic_shapes=({0: torch.export.Dim("batch")},))
