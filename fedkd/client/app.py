@@ -64,6 +64,7 @@ from fedkd.protocol import (
     WEIGHTS,
 )
 from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore
+from fedkd.training.compute import setup_process
 from fedkd.training.loops import (
     Schedule,
     class_means,
@@ -85,7 +86,7 @@ class _Client:
 
     def __init__(self, message: Message, context: Context):
         self.config = rules.load(dict(message.content[RUN]))
-        torch.set_num_threads(self.config.threads)  # the run's, not the actor's OMP_NUM_THREADS
+        setup_process(self.config.threads)  # the run's, not the actor's OMP_NUM_THREADS
         self.round = message.content[ROUND]
         self.partition_id = int(context.node_config["partition-id"])
         num_partitions = int(context.node_config["num-partitions"])

@@ -49,9 +49,9 @@ def node_contexts(num_partitions: int, first_node_id: int = NODE_ID_OFFSET,
 
 
 def _init_worker() -> None:
-    import torch
+    from fedkd.training.compute import setup_process
 
-    torch.set_num_threads(1)  # one core per worker, as one Ray actor per core
+    setup_process(1)  # one core per worker, as one Ray actor per core
     _set_identity()
 
 

@@ -24,6 +24,7 @@ from fedkd.data.datasets import load_splits
 from fedkd.data.partition import partition_indices
 from fedkd.knowledge.payload import query_ids
 from fedkd.learning.models import build_model, derive_seed
+from fedkd.training.compute import setup_process
 from fedkd.training.loops import Schedule, scores
 from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
 
@@ -60,7 +61,7 @@ def round_gflop(config: RunConfig) -> float:
 
 
 def _work(config: RunConfig, partitions: list[int]) -> list[float]:
-    torch.set_num_threads(config.threads)
+    setup_process(config.threads)
     splits = load_splits(config)
     rows = partition_indices(config)
     groups: dict[str, list[int]] = {}

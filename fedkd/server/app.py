@@ -46,6 +46,7 @@ from fedkd.server.cohort_grid import CohortGrid
 from fedkd.server.loop import run_rounds, wait_for_nodes
 from fedkd.server.progress import HEADER, format_round
 from fedkd.strategies import STRATEGIES
+from fedkd.training.compute import setup_process
 
 RoundCallback = Callable[[int, dict[str, float]], None]
 FLOWER_LOG = logging.getLogger("flwr")  # Flower's own logger: under `flwr run` its lines reach `flwr log`
@@ -117,7 +118,7 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     complete round. A finished run removes the checkpoint; clients keep their final state.
     ``flower_run_id`` (deployment) goes into config.json, so the run's folder can be found."""
     rules.check(config)  # every entry point passes here: scripts, `flwr run`, --resume
-    torch.set_num_threads(config.threads)  # server-side training: the run's thread count, as the clients'
+    setup_process(config.threads)  # server-side training: the run's thread count, as the clients'
     rules.check_shards(config)
     splits = load_splits(config)
     params = model_parameters(config, splits.input_shape, splits.num_classes)
