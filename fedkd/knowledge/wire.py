@@ -15,15 +15,22 @@ import hashlib
 from flwr.app import Message
 
 
-def _tree(obj, seen: dict[bytes, int]) -> None:
+Subtree = dict[bytes, int]  # object id (SHA-256 digest) -> deflated size, for an object and all below it
+
+
+def _tree(obj, known: dict[int, tuple[object, Subtree]]) -> Subtree:
+    if id(obj) in known:  # a record shared by the messages of one exchange: deflated once
+        return known[id(obj)][1]
     content = obj.deflate()  # an object's id is the SHA-256 of these bytes (``object_id`` deflates again)
-    seen.setdefault(hashlib.sha256(content).digest(), len(content))
+    sizes = {hashlib.sha256(content).digest(): len(content)}
     for child in (obj.children or {}).values():
-        _tree(child, seen)
+        sizes.update(_tree(child, known))
+    known[id(obj)] = (obj, sizes)  # the object is kept, so its id is not reused while ``known`` lives
+    return sizes
 
 
-def message_bytes(message: Message) -> int:
-    """Serialized size of the records ``message`` carries."""
-    sizes: dict[bytes, int] = {}
-    _tree(message.content, sizes)
-    return sum(sizes.values())
+def message_bytes(message: Message, known: dict[int, tuple[object, Subtree]] | None = None) -> int:
+    """Serialized size of the records ``message`` carries. ``known`` (one dict for the
+    messages of one exchange, none of them changed meanwhile) keeps each record's subtree,
+    so a record several messages share is deflated once."""
+    return sum(_tree(message.content, {} if known is None else known).values())

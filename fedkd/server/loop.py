@@ -54,21 +54,21 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
     down]. Returns the replies and the unanswered messages (id -> destination node)."""
     if not messages:
         return [], {}
-    for m in messages:
-        bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m)
     destinations = [m.metadata.dst_node_id for m in messages]
     waiting = dict(zip(grid.push_messages(messages), destinations))
     deadline = time.monotonic() + timeout_s
+    known: dict = {}  # records the messages share, deflated once; counted while the clients work
+    for m in messages:
+        bytes_by_node.setdefault(m.metadata.dst_node_id, [0, 0])[1] += message_bytes(m, known)
     replies: list[Message] = []
     while waiting:
         for r in grid.pull_messages(list(waiting)):
             waiting.pop(r.metadata.reply_to_message_id, None)
-            replies.append(r)
+            replies.append(r)  # an error reply (a client that failed) carries no content
+            bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(getattr(grid, "pull_interval", 0.1))
-    for r in replies:  # an error reply (a client that failed) carries no content
-        bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
     return replies, waiting
 
 
