@@ -166,12 +166,17 @@ def run_server(grid: Grid, config: RunConfig, run_dir: Path, on_round: RoundCall
     return summary
 
 
+SIMULATION_PULL_INTERVAL_S = 0.01  # polls of the in-memory link state are cheap (fedkd.runtime.flower_patches)
+
+
 def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
                     started: float | None = None, resume: bool = False) -> ServerApp:
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
+        if hasattr(grid, "pull_interval"):  # Flower's in-memory grid polls every 0.1 s: a round
+            grid.pull_interval = SIMULATION_PULL_INTERVAL_S  # waited 0.05 s a phase for its last reply
         run_server(grid, config, run_dir, on_round, started, resume=resume)
 
     return server_app
