@@ -1,4 +1,4 @@
-"""Stacked students (vmap) do what the per-client loops do, up to float summation order."""
+"""Stacked students (grouped convolutions or vmap) do what the per-client loops do, up to float summation order."""
 
 import numpy as np
 import pytest

@@ -14,7 +14,6 @@ import hashlib
 
 from flwr.app import Message
 
-
 Subtree = dict[bytes, int]  # object id (SHA-256 digest) -> deflated size, for an object and all below it
 
 
