@@ -82,9 +82,12 @@ class GlobalMax(nn.Module):
     values, without the positions (twice as fast on a CPU, more on channels-last maps)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):  # reduce over the view
-            positions, dim = x.permute(0, 2, 3, 1).flatten(1, 2), 1  # (N, H·W, C), so the gradient is
-        else:                                                        # channels-last too
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            # over the (N, H·W, C) view, so the gradient comes back channels-last too: a
+            # channels-first one slowed the layers below (measured, a cohort of 25 cnn-s:
+            # the first ReLU's backward 16 ms against 1.1 ms)
+            positions, dim = x.permute(0, 2, 3, 1).flatten(1, 2), 1
+        else:
             positions, dim = x.flatten(2), -1
         if torch.is_grad_enabled() and x.requires_grad:
             return positions.max(dim=dim).values
