@@ -13,7 +13,7 @@ Elsewhere than glibc nothing changes but the thread count.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 
 import torch
 
@@ -22,21 +22,18 @@ MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks below it come from the heap
 TRIM_THRESHOLD = 512 << 20  # free memory the heap keeps before it gives any back
 TOP_PAD = 64 << 20  # the heap grows in steps this large (untouched pages cost nothing)
 
-_tuned = False
-
 
 def setup_process(threads: int) -> None:
     """Use ``threads`` threads for PyTorch's kernels, so metrics do not depend on the
     machine's cores (see README, Determinism), and keep freed memory in the heap."""
-    global _tuned
     torch.set_num_threads(threads)
-    if _tuned:
-        return
-    _tuned = True
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc: its own allocator's defaults
+    _keep_freed_memory()
+
+
+@functools.cache  # once per process
+def _keep_freed_memory() -> None:
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # the process's own symbols: libc's where glibc
+    if mallopt is None:  # not glibc: its own allocator's defaults
         return
     for option, value in ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
                           (_M_TOP_PAD, TOP_PAD)):
