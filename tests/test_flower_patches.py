@@ -1,4 +1,5 @@
-"""The link-state fix returns what Flower's own ``get_message_ins`` returns.
+"""The link-state fix returns what Flower's own ``get_message_ins`` returns, and the
+extractor hands a stored message to the workers without waiting for its poll.
 
 Both run on the same federation, built as Flower's simulation engine builds it
 (in-memory LinkState, registered nodes, messages pushed through Flower's
@@ -6,12 +7,15 @@ Both run on the same federation, built as Flower's simulation engine builds it
 stored, the two disagree here and the fix must be revisited.
 """
 
+import threading
 import time
+from queue import Queue
 
 import pytest
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.proto.task_pb2 import Task
+from flwr.server.superlink.fleet.vce import vce_api
 from flwr.server.superlink.fleet.vce.vce_api import _register_nodes
 from flwr.server.superlink.linkstate import LinkStateFactory
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState, RunRecord
@@ -72,13 +76,40 @@ def test_the_fix_returns_what_flower_returns(monkeypatch):
     assert all(ids == [] for _, _, ids in flower[10:])  # delivered messages are not handed out again
 
 
+def test_a_stored_message_wakes_the_extractor(monkeypatch):
+    """With the poll made a minute long, the message still reaches the queue at once:
+    the store woke the extractor."""
+    for name, method in flower_patches.PATCHES.items():
+        monkeypatch.setattr(InMemoryLinkState, name, method)
+    monkeypatch.setattr(flower_patches, "EXTRACT_POLL_S", 60.0)
+    state, grid, nodes = _federation(3)
+    queue, stop = Queue(), threading.Event()
+    extractor = threading.Thread(target=flower_patches._add_messages_to_queue,
+                                 args=(state, queue, {n: i for i, n in enumerate(nodes)}, stop))
+    extractor.start()
+    try:
+        time.sleep(0.3)  # the extractor has looked once and found nothing
+        assert queue.empty()
+        grid.push_messages([Message(RecordDict({"c": ConfigRecord({"i": 1})}), dst_node_id=nodes[1],
+                                    message_type="train")])
+        got = queue.get(timeout=20)  # a minute's poll would miss this
+        assert got.metadata.dst_node_id == nodes[1] and got.content["c"]["i"] == 1
+    finally:
+        stop.set()
+        state.__dict__[flower_patches._STORED].set()
+        extractor.join()
+
+
 def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch):
     for name in flower_patches.FLOWER_METHODS:
         monkeypatch.setattr(InMemoryLinkState, name, flower_patches.FLOWER_METHODS[name])
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_patches.FLOWER_EXTRACTOR)
     monkeypatch.setattr("flwr.__version__", "9.0.0")
     assert flower_patches.apply() is False
     assert InMemoryLinkState.get_message_ins is flower_patches.FLOWER_METHODS["get_message_ins"]
+    assert vce_api.add_messages_to_queue is flower_patches.FLOWER_EXTRACTOR
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("flwr.__version__", "1.42.3")
         assert flower_patches.apply() is True
         assert InMemoryLinkState.get_message_ins is flower_patches.PATCHES["get_message_ins"]
+        assert vce_api.add_messages_to_queue is flower_patches._add_messages_to_queue

@@ -1,4 +1,4 @@
-"""A scaling fix for Flower 1.42's in-memory LinkState, applied to simulations only.
+"""Two fixes for Flower 1.42's simulation engine, applied to simulations only.
 
 ``InMemoryLinkState.get_message_ins(node_id)`` runs its validity check (TTL,
 federation) on *every* stored message before looking at the destination, and the
@@ -9,30 +9,47 @@ an index from destination node to its stored message ids (filled as messages are
 stored, pruned as they are read), so a poll looks at the polling node's messages
 alone and runs the same checks on them. What it returns is unchanged; expired
 messages of *other* nodes are dropped when their own node polls instead of now.
+
+The engine's extractor thread (``vce_api.add_messages_to_queue``) looks for new
+messages every 100 ms, so every phase of a round began up to 100 ms (50 ms on
+average) after the server pushed it, the actors idle meanwhile. The second fix
+wakes the extractor when a message is stored (an event set by the store above);
+it still looks every ``EXTRACT_POLL_S`` without one, as Flower's does.
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import flwr
+from flwr.server.superlink.fleet.vce import vce_api
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
 
 PATCHED_VERSIONS = ("1.42.",)
 _INDEX = "_fedkd_message_ins_by_node"
+_STORED = "_fedkd_message_ins_stored"  # an event set whenever a message is stored
+EXTRACT_POLL_S = 0.1  # Flower's interval: the extractor also looks this often without an event
 FLOWER_METHODS = {name: getattr(InMemoryLinkState, name) for name in ("store_message_ins", "get_message_ins")}
+FLOWER_EXTRACTOR = vce_api.add_messages_to_queue
 
 
 def _index(state: InMemoryLinkState) -> dict[int, dict[str, None]]:
     return state.__dict__.setdefault(_INDEX, {})
 
 
+def _stored(state: InMemoryLinkState) -> threading.Event:
+    return state.__dict__.setdefault(_STORED, threading.Event())
+
+
 def _store_message_ins(self, message):
-    """Flower's store_message_ins, recording the stored id under its destination node."""
+    """Flower's store_message_ins, recording the stored id under its destination node
+    and waking the extractor."""
     message_id = FLOWER_METHODS["store_message_ins"](self, message)
     if message_id is not None:
         with self.lock:
             _index(self).setdefault(message.metadata.dst_node_id, {})[message_id] = None
+        _stored(self).set()
     return message_id
 
 
@@ -59,13 +76,27 @@ def _get_message_ins(self, node_id, limit, *, run_id=None):
     return message_ins_list
 
 
+def _add_messages_to_queue(state, queue, nodes_mapping, f_stop) -> None:
+    """Flower's extractor (each node's next message into the workers' queue), woken by a
+    stored message instead of only by its 100 ms poll. The event is cleared before a
+    pass, so a message stored during the pass wakes the next one."""
+    stored = _stored(state)
+    while not f_stop.is_set():
+        stored.clear()
+        for node_id in nodes_mapping.keys():
+            for msg in state.get_message_ins(node_id=node_id, limit=1):
+                queue.put(msg)
+        stored.wait(EXTRACT_POLL_S)
+
+
 PATCHES = {"store_message_ins": _store_message_ins, "get_message_ins": _get_message_ins}
 
 
 def apply() -> bool:
-    """Install the fix if this Flower version is one it was written for."""
+    """Install the fixes if this Flower version is one they were written for."""
     if not flwr.__version__.startswith(PATCHED_VERSIONS):
         return False
     for name, method in PATCHES.items():
         setattr(InMemoryLinkState, name, method)
+    vce_api.add_messages_to_queue = _add_messages_to_queue
     return True
