@@ -205,7 +205,10 @@ def _generator(client: _Client) -> torch.Generator:
                                                      int(client.round["server-round"])))
 
 
-def _train(client: _Client, message: Message, context: Context, done: _Digested | None = None) -> Message:
+def _train(client: _Client, message: Message, context: Context, done: _Digested | None = None,
+           alone: bool = True) -> Message:
+    """The round's work of one client; its student's evaluation too where the round asks
+    for it (``evaluate``), unless the client is not ``alone`` (its cohort evaluates together)."""
     c, rnd, content = client.config, client.round, message.content
     server_round, pid = int(rnd["server-round"]), client.partition_id
     plan = FaultPlan(c)
@@ -265,6 +268,9 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
         out[MODEL] = ArrayRecord(client.model.state_dict())
         out[METRICS][UNIT_WEIGHT] = 1
     client.save(context)
+    if alone and _evaluates(client):
+        x, y = _test_rows(client)
+        out[METRICS].update(_test_scores(predict(client.model, torch.from_numpy(x)), y))
     return Message(content=out, reply_to=message)
 
 
@@ -282,17 +288,27 @@ def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client]
 
 def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     """A cohort's members: the digest stacked (``fedkd.training.stacked``) for the members
-    whose digests line up, everything else per client, as ``train`` does it."""
+    whose digests line up, and their evaluation, everything else per client, as ``train``
+    does it."""
     clients, outcomes = _members(members)
     stacked = [i for i, client in clients.items() if _digest_stacks(client, members[i][0])]
     done = _digest_together([clients[i] for i in stacked], members[stacked[0]][0]) if len(stacked) > 1 else []
     digested = dict(zip(stacked, done))
     for i, client in clients.items():
         try:
-            outcomes[i] = _train(client, members[i][0], members[i][1], digested.get(i))
+            outcomes[i] = _train(client, members[i][0], members[i][1], digested.get(i), alone=False)
         except Exception as ex:  # noqa: BLE001
             outcomes[i] = ex
+    evaluating = {i: client for i, client in clients.items()
+                  if isinstance(outcomes[i], Message) and _evaluates(client)}
+    for i, (logits, y) in _stacked_test_logits(evaluating).items():
+        outcomes[i].content[METRICS].update(_test_scores(logits, y))
     return [outcomes[i] for i in range(len(members))]
+
+
+def _evaluates(client: _Client) -> bool:
+    """Whether the round's training reply carries the student's evaluation."""
+    return bool(int(client.round.get("evaluate", 0)))
 
 
 def _digest_stacks(client: _Client, message: Message) -> bool:
@@ -338,26 +354,36 @@ def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     for i, client in clients.items():
         if MODEL in members[i][0].content:
             client.save(members[i][1])
+    for i, (logits, y) in _stacked_test_logits(clients).items():
+        outcomes[i] = _evaluation(clients[i], members[i][0], logits, y)
+    return [outcomes[i] for i in range(len(members))]
+
+
+def _stacked_test_logits(clients: dict[int, _Client]) -> dict[int, tuple[torch.Tensor, np.ndarray]]:
+    """Each client's logits on the round's test rows, and the rows' labels: the students
+    of one shape in one stacked pass."""
     by_shape: dict[tuple, list[int]] = {}
     for i, client in clients.items():
         by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
+    out = {}
     for group in by_shape.values():
-        first = clients[group[0]]
-        x, y = _test_rows(first)
+        x, y = _test_rows(clients[group[0]])
         logits = predict_stacked(StackedStudents([clients[i].model for i in group]), torch.from_numpy(x))
-        for i, member_logits in zip(group, logits):
-            outcomes[i] = _evaluation(clients[i], members[i][0], member_logits, y)
-    return [outcomes[i] for i in range(len(members))]
+        out.update({i: (member_logits, y) for i, member_logits in zip(group, logits)})
+    return out
 
 
 def _test_rows(client: _Client) -> tuple[np.ndarray, np.ndarray]:
     return client.splits.test_rows(int(client.round.get("eval-rows", 0)), client.config.seed)
 
 
-def _evaluation(client: _Client, message: Message, logits: torch.Tensor, y: np.ndarray) -> Message:
+def _test_scores(logits: torch.Tensor, y: np.ndarray) -> dict[str, float]:
     acc, loss = scores(logits, torch.from_numpy(y))
-    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(y),
-                            "test-acc": acc, "test-loss": loss})
+    return {"test-acc": acc, "test-loss": loss}
+
+
+def _evaluation(client: _Client, message: Message, logits: torch.Tensor, y: np.ndarray) -> Message:
+    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(y), **_test_scores(logits, y)})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
 

@@ -164,8 +164,9 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         for metric, nodes in (("missing", unanswered.values()), ("failed", report.failed)):
             for pid in sorted(filter(lambda p: p is not None, map(strategy.node_map.partition_of, nodes))):
                 table.add(rnd, pid, metric, 1)
-        evaluated = {int(r.content[METRICS]["partition-id"]): r.content[METRICS]
-                     for r in eval_replies if not r.has_error()}
+        evaluated = {pid: m for pid, m in report.replied.items() if "test-acc" in m}  # with the training reply
+        evaluated.update({int(r.content[METRICS]["partition-id"]): r.content[METRICS]
+                          for r in eval_replies if not r.has_error()})
         for pid, m in sorted(evaluated.items()):  # replies arrive in any order
             latest_acc[pid] = float(m["test-acc"])
             table.add(rnd, pid, "test_acc", m["test-acc"])

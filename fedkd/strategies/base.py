@@ -78,6 +78,7 @@ class FedkdStrategy(Strategy):
     dp_fedavg = False  # True: --dp central is DP-FedAvg (clipped updates, noised mean) through Flower
     one_architecture = False  # True: every client must have the same architecture (parameter averaging)
     pools_private_data = False  # True: the server trains on the pooled shards (a non-private bound)
+    evaluates_own_students = True  # False where evaluation sends each client a model (the global weights)
 
     def __init__(self, config: RunConfig, splits: Splits):
         self.config = config
@@ -91,6 +92,7 @@ class FedkdStrategy(Strategy):
         self.accountant = Accountant(config, self.dp_noise)
         self.dp_rng = np.random.default_rng([config.seed, 5])  # central noise (kept in checkpoints)
         self.stop_reason = ""
+        self.train_eval_rows: int | None = None  # test rows the round's training replies were evaluated on
 
     # ------------------------------------------------------- for subclasses
     def train_records(self, server_round: int, arrays: ArrayRecord) -> dict[str, Record]:
@@ -173,8 +175,11 @@ class FedkdStrategy(Strategy):
         nodes = self.node_map.nodes
         known = [p for p in drawn if not nodes or p in nodes]
         self.report = RoundReport(sampled=known, unreachable=[p for p in drawn if p not in known])
+        self.train_eval_rows = (self.evaluation_rows(server_round, server_round == self.config.rounds)
+                                if self.evaluates_own_students else None)
+        evaluate = {} if self.train_eval_rows is None else {"evaluate": 1, "eval-rows": self.train_eval_rows}
         common = {RUN: ConfigRecord(self.config.to_run_config()),
-                  ROUND: self._round_record(server_round, config, **self.schedule(server_round)),
+                  ROUND: self._round_record(server_round, config, **self.schedule(server_round), **evaluate),
                   **self.train_records(server_round, arrays)}
         return self._messages(self.report.sampled, grid, common, arrays, MessageType.TRAIN)
 
@@ -203,21 +208,34 @@ class FedkdStrategy(Strategy):
         return self.aggregate_replies(server_round, {p: payloads[p] for p in sorted(payloads)})
 
     # ------------------------------------------------------------- evaluate
+    def evaluation_rows(self, server_round: int, last: bool) -> int | None:
+        """Test rows the students are evaluated on after ``server_round`` (0: all of them), or
+        None where the round evaluates no one: ``eval-size`` rows every ``eval-every`` rounds,
+        the whole test set in the last round."""
+        c = self.config
+        if not (last or server_round % c.eval_every == 0):
+            return None
+        return 0 if last else c.eval_size
+
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         """Evaluate the students that trained this round (the others did not change) on
-        ``eval-size`` test rows, every ``eval-every`` rounds. The last round evaluates on the
-        whole test set, and, where earlier rounds saw a subset or skipped students,
-        every known client (those that did not train get no model: they hold their own).
-        A round after which the budget stops the run is the last."""
+        ``evaluation_rows``. The last round evaluates on the whole test set, and, where earlier
+        rounds saw a subset or skipped students, every known client (those that did not
+        train get no model: they hold their own). A round after which the budget stops the
+        run is the last. Where clients evaluate their own students (``evaluates_own_students``)
+        the training replies carry the evaluation (one exchange a round instead of two):
+        only the students they did not evaluate, or evaluated on other rows, are asked here."""
         c = self.config
         last = server_round == c.rounds or bool(self.out_of_budget(server_round + 1))
-        if not (last or server_round % c.eval_every == 0):
+        rows = self.evaluation_rows(server_round, last)
+        if rows is None:
             return []
-        rows = 0 if last else c.eval_size
         trained = sorted(self.report.replied)
         partial = c.eval_size > 0 or c.eval_every > 1
         partitions = sorted(self.node_map.nodes) if last and partial and self.node_map.nodes else trained
+        if rows == self.train_eval_rows:
+            partitions = [p for p in partitions if "test-acc" not in self.report.replied.get(p, {})]
         common = {RUN: ConfigRecord(c.to_run_config()),
                   ROUND: self._round_record(server_round, config, **{"eval-rows": rows})}
         return self._messages(partitions, grid, common, arrays, MessageType.EVALUATE, records_for=trained)

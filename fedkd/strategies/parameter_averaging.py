@@ -30,6 +30,7 @@ from fedkd.training.server_model import accuracy_on_test
 class ParameterAveraging(FedkdStrategy):
     reply = WEIGHTS
     shared_init = True
+    evaluates_own_students = False  # clients evaluate the averaged weights they are sent
     min_local_epochs = 1
     kinds = None
 
