@@ -28,12 +28,8 @@ from tests.helpers import tiny_config
 
 
 @pytest.fixture(autouse=True)
-def _identity(monkeypatch):
-    """Messages built outside a running app need a run identity."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
+def _identity(run_identity):
+    """Messages built outside a running app."""
 
 
 def _entropy(p):

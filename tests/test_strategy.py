@@ -29,12 +29,8 @@ def _reply(instruction: Message, pid: int, logits: np.ndarray | None, ids=None) 
 
 
 @pytest.fixture
-def strategy(tiny, monkeypatch):
-    """A FedMD strategy outside a running app: give messages a run identity."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    for attr, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, attr, value)
+def strategy(tiny, run_identity):
+    """A FedMD strategy outside a running app."""
     return FedMD(tiny, _splits(tiny))
 
 
