@@ -8,7 +8,9 @@
     digests stacked (``fedkd.client.cohort``).
 (c) the floor: the same rounds' client work (digest, predictions, evaluation) as
     stacked bare PyTorch in one process per core: no Flower, no Ray, no messages
-    (``fedkd.runtime.vector_floor``).
+    (``fedkd.runtime.vector_floor``). It runs before (a) and after (b), and the ratios
+    use the mean of its two median rounds: a machine whose speed drifts over minutes
+    moves a single short floor run by up to 2x.
 Runs (a) and (b) use the same seed; the script checks that their metrics agree to a
 relative ``AGREE``: stacked float sums go in another order (1e-7 in round 1), and the
 teacher carries the difference on, about tenfold a round. It prints, per mode, the
@@ -55,14 +57,14 @@ def _measure(mode: str, run, config, run_dir: Path) -> dict:
     }
 
 
-def _floor_row(config, workers: int) -> dict:
+def _floor_row(config, workers: int, when: str) -> dict:
     from fedkd.runtime.vector_floor import floor_rounds, round_gflop
 
     start = time.perf_counter()
     with PeakMemory() as memory:
         rounds = floor_rounds(config, workers)
     median = float(pd.Series(rounds[1:]).median())
-    return {"mode": f"floor: stacked PyTorch, {workers} processes", "clients": config.clients,
+    return {"mode": f"floor: stacked PyTorch, {workers} processes, {when}", "clients": config.clients,
             "rounds": config.rounds, "startup_and_round0_s": float("nan"), "median_round_s": median,
             "client_rounds_per_s": config.clients_per_round / median, "peak_pss_mb": memory.peak,
             "total_s": time.perf_counter() - start, "round_gflop": round_gflop(config)}
@@ -94,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         return lambda run_dir: simulate(c, run_dir, on_round=lambda r, m: print(
             f"  {label} round {r}: {m['wall_time_s']:.2f} s", flush=True))
 
+    print(f"floor, {args.workers} processes ...", flush=True)
+    rows = [_floor_row(config, args.workers, "before")]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = []
         modes = (("fedkd, one client per node", run_with(alone, "K=1"), alone),
                  (f"fedkd, cohorts of {config.cohort_size}", run_with(config, f"K={config.cohort_size}"), config))
         for i, (mode, run, c) in enumerate(modes):
@@ -106,23 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         a, b = (read_metrics(Path(tmp) / f"mode{i}") for i in range(2))
         largest, accuracies = _agree(a, b)
         same = largest < AGREE
-    print(f"floor, {args.workers} processes ...", flush=True)
-    rows.append(_floor_row(config, args.workers))
+    print(f"floor, {args.workers} processes, again ...", flush=True)
+    rows.append(_floor_row(config, args.workers, "after"))
 
     table = pd.DataFrame(rows)
     t = table["median_round_s"]
-    ratios = {"cohorts_over_one": t[1] / t[0], "cohorts_over_floor": t[1] / t[2], "one_over_floor": t[0] / t[2]}
+    one, cohorts, floor = t[1], t[2], (t[0] + t[3]) / 2
+    ratios = {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     table.assign(**ratios, largest_relative_difference=largest, accuracies_differing=accuracies).to_csv(
         args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
     print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
-          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f}")
-    gflop = table["round_gflop"].iloc[2]
+          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f} "
+          f"(floor: the mean of {t[0]:.2f} and {t[3]:.2f} s)")
+    gflop = table["round_gflop"].iloc[0]
     print(f"arithmetic of a round's client work: about {gflop:.1f} GFLOP; per process: floor "
-          f"{gflop / t[2] / args.workers:.1f}, cohorts {gflop / t[1] / args.workers:.1f}, one client per node "
-          f"{gflop / t[0] / args.workers:.1f} GFLOP/s")
+          f"{gflop / t[0] / args.workers:.1f} and {gflop / t[3] / args.workers:.1f}, cohorts "
+          f"{gflop / cohorts / args.workers:.1f}, one client per node {gflop / one / args.workers:.1f} GFLOP/s")
     print(f"(a) and (b): largest relative difference of a metric {largest:.1e} (below {AGREE:g}: {same}), "
           f"{accuracies} client accuracies differ")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
