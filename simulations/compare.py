@@ -92,7 +92,7 @@ def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
     cells = pd.DataFrame([{"strategy": row.strategy, **({c: cell(row, c) for c in COLUMNS} if row.status == "ok"
                                                          else {next(iter(COLUMNS)): row.status})}
                           for _, row in table.iterrows()], columns=["strategy", *COLUMNS])
-    return markdown_table(cells.fillna(""), {"strategy": "strategy", **COLUMNS})
+    return markdown_table(cells.astype(object).fillna(""), {"strategy": "strategy", **COLUMNS})
 
 
 def main(argv: list[str] | None = None) -> int:
