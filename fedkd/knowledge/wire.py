@@ -15,26 +15,31 @@ import hashlib
 from flwr.app import Message, RecordDict
 
 Subtree = dict[bytes, int]  # object id (SHA-256 digest) -> deflated size, for an object and all below it
+Known = dict[object, tuple[object, Subtree]]  # _key -> (the object, kept so its ids stay unused; its subtree)
 
 
-def _tree(obj, known: dict) -> Subtree:
-    if id(obj) in known:  # a record shared by the messages of one exchange: deflated once
-        return known[id(obj)][1]
-    same = ("records", tuple((name, id(record)) for name, record in obj.items())) \
-        if isinstance(obj, RecordDict) else None
-    if same in known:  # another message's record dict of the same records: the same bytes
-        return known[same][1]
+def _key(obj) -> object:
+    """What decides an object's bytes within one exchange (none of its objects changed
+    meanwhile): a record its identity, a record dict its records' names and identities
+    (it deflates to their names and ids)."""
+    if isinstance(obj, RecordDict):
+        return tuple((name, id(record)) for name, record in obj.items())
+    return id(obj)
+
+
+def _tree(obj, known: Known) -> Subtree:
+    key = _key(obj)
+    if key in known:  # shared by the messages of one exchange: deflated once
+        return known[key][1]
     content = obj.deflate()  # an object's id is the SHA-256 of these bytes (``object_id`` deflates again)
     sizes = {hashlib.sha256(content).digest(): len(content)}
     for child in (obj.children or {}).values():
         sizes.update(_tree(child, known))
-    known[id(obj)] = (obj, sizes)  # the object is kept, so its id is not reused while ``known`` lives
-    if same is not None:
-        known[same] = (obj, sizes)  # (and with it the records its key names)
+    known[key] = (obj, sizes)
     return sizes
 
 
-def message_bytes(message: Message, known: dict[int, tuple[object, Subtree]] | None = None) -> int:
+def message_bytes(message: Message, known: Known | None = None) -> int:
     """Serialized size of the records ``message`` carries. ``known`` (one dict for the
     messages of one exchange, none of them changed meanwhile) keeps each record's subtree,
     so a record several messages share is deflated once, and so is the record dict of
