@@ -33,8 +33,10 @@ def test_same_seed_same_weights_and_global_rng_untouched():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
-@pytest.mark.parametrize("shape", [(8, 4, 20), (8, 4, 5, 6)], ids=["1-D", "2-D"])
-def test_global_max_is_adaptive_max_pooling_values_and_gradients_ties_included(shape):
+@pytest.mark.parametrize("shape,channels_last", [((8, 4, 20), False), ((8, 4, 5, 6), False), ((8, 4, 5, 6), True),
+                                                 ((8, 4, 1, 20), True)],
+                         ids=["1-D", "2-D", "2-D channels-last", "1-D as channels-last maps"])
+def test_global_max_is_adaptive_max_pooling_values_and_gradients_ties_included(shape, channels_last):
     from torch import nn
 
     from fedkd.learning.models import GlobalMax
@@ -47,7 +49,13 @@ def test_global_max_is_adaptive_max_pooling_values_and_gradients_ties_included(s
     grads = []
     for layer in (lambda t: pool(t).flatten(1), GlobalMax()):
         t = x.clone().requires_grad_()
+        if channels_last:
+            t = t.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
         out = layer(t)
         (out * weights).sum().backward()
         grads.append((out.detach(), t.grad))
     assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    if channels_last:  # the gradient keeps the maps' layout (the layers below run on it)
+        assert grads[1][1].is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(GlobalMax()(t.detach()), grads[0][0])  # amax, in the layout of the maps

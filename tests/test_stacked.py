@@ -6,8 +6,8 @@ import torch
 
 from fedkd.data.datasets import load_splits
 from fedkd.learning.models import build_model
-from fedkd.training.loops import Schedule, digest, predict
-from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
+from fedkd.training.loops import Schedule, digest, predict, revisit
+from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked, revisit_stacked
 from tests.helpers import tiny_config
 
 K = 3
@@ -61,6 +61,42 @@ def _compare(name: str, kd_weight: float, dtype: torch.dtype, atol: float) -> No
     test_x = torch.from_numpy(splits.test_x).to(dtype)
     np.testing.assert_allclose(predict_stacked(stacked, test_x), torch.stack([predict(m, test_x) for m in alone]),
                                atol=20 * atol)
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-9), (torch.float32, 1e-3)], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", ["cnn-s", "mlp-s"])
+def test_stacked_private_epochs_are_each_students_own_after_the_digest(name, dtype, atol):
+    """Shards of 20, 47 and 90 rows in batches of 32: one, two and three steps an epoch,
+    short last batches (padded, not counted) and students that stop before the others;
+    after a stacked digest, as in a round. Same tolerances as the digest's."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        splits = load_splits(tiny_config())
+        public_x = torch.from_numpy(splits.public_x[:64]).to(dtype)
+        teacher = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)).to(dtype)
+        shards = [(torch.from_numpy(splits.private_x[a:b]).to(dtype), torch.from_numpy(splits.private_y[a:b]))
+                  for a, b in ((0, 20), (20, 67), (67, 157))]
+        s = Schedule(distill_epochs=1, local_epochs=3, temperature=2.0, kd_weight=0.5, batch_size=32, lr=3e-3)
+        alone = [build_model(name, splits.input_shape, 10, seed).to(dtype) for seed in range(K)]
+        together = [build_model(name, splits.input_shape, 10, seed).to(dtype) for seed in range(K)]
+        losses = []
+        for i, (m, (x, y)) in enumerate(zip(alone, shards)):
+            opt, g = torch.optim.Adam(m.parameters(), lr=s.lr), torch.Generator().manual_seed(100 + i)
+            digest(m, opt, public_x, teacher, x, y, s, g)
+            losses.append(revisit(m, opt, x, y, s.local_epochs, s.batch_size, g))
+        stacked = StackedStudents(together)
+        generators = [torch.Generator().manual_seed(100 + i) for i in range(K)]
+        digest_stacked(stacked, public_x, teacher, shards, s, generators)
+        stacked_losses = revisit_stacked(stacked, shards, s.local_epochs, s.batch_size, s.lr, generators)
+        stacked.unstack(together)
+    finally:
+        torch.set_default_dtype(before)
+    assert stacked.steps == [2 + 3 * n for n in (1, 2, 3)]  # the digest's two steps, then each its own
+    np.testing.assert_allclose(stacked_losses, losses, rtol=10 * atol)
+    for a, b in zip(alone, together):
+        for (key, pa), pb in zip(a.named_parameters(), b.parameters()):
+            np.testing.assert_allclose(pb.detach(), pa.detach(), atol=atol, err_msg=key)
 
 
 def test_students_trained_differently_stay_different():

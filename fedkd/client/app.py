@@ -43,6 +43,7 @@ from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.device import torch_device
+from fedkd.learning.grouped import groupable
 from fedkd.learning.models import build_model, derive_seed, empty_model, shared_init_seed
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
@@ -76,7 +77,7 @@ from fedkd.training.loops import (
     scores,
     views,
 )
-from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
+from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked, revisit_stacked
 
 app = ClientApp()
 
@@ -185,12 +186,15 @@ def train(message: Message, context: Context) -> Message:
 
 
 @dataclass
-class _Digested:
-    """A digest already done for this client (stacked with its cohort): what it left."""
+class _Stacked:
+    """What a client's work stacked with its cohort's (``fedkd.training.stacked``) left:
+    its generator and optimiser as the per-client code would have left them, and the
+    mean losses of the phases done (None: not done stacked)."""
 
     generator: torch.Generator
     optimizer: torch.optim.Optimizer
-    loss: float
+    digest_loss: float | None
+    revisit_loss: float | None
 
 
 def _schedule(client: _Client) -> Schedule:
@@ -205,7 +209,7 @@ def _generator(client: _Client) -> torch.Generator:
                                                      int(client.round["server-round"])))
 
 
-def _train(client: _Client, message: Message, context: Context, done: _Digested | None = None,
+def _train(client: _Client, message: Message, context: Context, done: _Stacked | None = None,
            alone: bool = True) -> Message:
     """The round's work of one client; its student's evaluation too where the round asks
     for it (``evaluate``), unless the client is not ``alone`` (its cohort evaluates together)."""
@@ -233,8 +237,8 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
             client.model, opt, client.private_x, client.private_y, torch.from_numpy(targets),
             torch.from_numpy(has_target), schedule, generator)
     else:
-        if done:
-            metrics["digest-loss"] = done.loss
+        if done and done.digest_loss is not None:
+            metrics["digest-loss"] = done.digest_loss
         elif TEACHER in content:
             ids, teacher = payload.unpack(content[TEACHER])
             metrics["digest-loss"] = digest(
@@ -242,6 +246,8 @@ def _train(client: _Client, message: Message, context: Context, done: _Digested 
                 torch.from_numpy(teacher), client.private_x, client.private_y, schedule, generator)
         if private:
             metrics["revisit-loss"], metrics["epsilon"] = _dp_sgd_epochs(client, context, rnd, generator)
+        elif done and done.revisit_loss is not None:
+            metrics["revisit-loss"] = done.revisit_loss
         else:
             metrics["revisit-loss"] = revisit(client.model, opt, client.private_x, client.private_y,
                                               schedule.local_epochs, c.batch_size, generator, c.augment)
@@ -287,16 +293,19 @@ def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client]
 
 
 def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
-    """A cohort's members: the digest stacked (``fedkd.training.stacked``) for the members
-    whose digests line up, and their evaluation, everything else per client, as ``train``
-    does it."""
+    """A cohort's members: the digest and the private epochs stacked
+    (``fedkd.training.stacked``) for the members whose work lines up, and their
+    evaluation, everything else per client, as ``train`` does it."""
     clients, outcomes = _members(members)
-    stacked = [i for i, client in clients.items() if _digest_stacks(client, members[i][0])]
-    done = _digest_together([clients[i] for i in stacked], members[stacked[0]][0]) if len(stacked) > 1 else []
-    digested = dict(zip(stacked, done))
+    digests = [i for i, client in clients.items() if _digest_stacks(client, members[i][0])]
+    group = digests if len(digests) > 1 else [i for i, client in clients.items()  # no digest: round 0
+                                              if TEACHER not in members[i][0].content and not _crashes(client)]
+    revisit = len(group) > 1 and all(_revisit_stacks(clients[i], members[i][0]) for i in group)
+    done = dict(zip(group, _stack_together([clients[i] for i in group], members[group[0]][0], revisit))
+                ) if len(digests) > 1 or revisit else {}
     for i, client in clients.items():
         try:
-            outcomes[i] = _train(client, members[i][0], members[i][1], digested.get(i), alone=False)
+            outcomes[i] = _train(client, members[i][0], members[i][1], done.get(i), alone=False)
         except Exception as ex:  # noqa: BLE001
             outcomes[i] = ex
     evaluating = {i: client for i, client in clients.items()
@@ -311,29 +320,51 @@ def _evaluates(client: _Client) -> bool:
     return bool(int(client.round.get("evaluate", 0)))
 
 
+def _crashes(client: _Client) -> bool:
+    return FaultPlan(client.config).fate(int(client.round["server-round"]), client.partition_id) == CRASH
+
+
 def _digest_stacks(client: _Client, message: Message) -> bool:
     """Whether this member's digest is the common one: soft labels on the shared teacher,
     after round 0, no record-level DP, not a member that crashes now."""
     c, rnd = client.config, client.round
     return (TEACHER in message.content and str(rnd["reply"]) == PUBLIC_LOGITS and client.kind.name == "soft-labels"
             and int(rnd["distill-epochs"]) > 0 and not MECHANISMS[c.dp].private_training
-            and FaultPlan(c).fate(int(rnd["server-round"]), client.partition_id) != CRASH)
+            and not _crashes(client))
 
 
-def _digest_together(clients: list[_Client], message: Message) -> list[_Digested]:
-    ids, teacher = payload.unpack(message.content[TEACHER])
+def _revisit_stacks(client: _Client, message: Message) -> bool:
+    """Whether this member's private epochs are plain ``revisit`` epochs that stack: no
+    FedDistill (its epochs distil), no DP-SGD, no augmentation (it draws between
+    batches), not after FedMD's public epochs (per client), a student of grouped layers."""
+    c, rnd = client.config, client.round
+    return (int(rnd["local-epochs"]) > 0 and str(rnd["reply"]) != CLASS_LOGITS
+            and not MECHANISMS[c.dp].private_training and c.augment == "none"
+            and not (int(rnd["server-round"]) == 0 and c.public_labels) and groupable(client.model))
+
+
+def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> list[_Stacked]:
+    """The members' digest (where the message carries a teacher) and, with ``revisit``,
+    their private epochs, stacked; each member's generator draws as its own loop's would."""
     first = clients[0]
     schedule, generators = _schedule(first), [_generator(client) for client in clients]
     models = [client.model for client in clients]
     students = StackedStudents(models)
-    losses = digest_stacked(students, torch.from_numpy(first.splits.public_x[ids]), torch.from_numpy(teacher),
-                            [(client.private_x, client.private_y) for client in clients], schedule, generators)
+    digested = revisited = [None] * len(clients)
+    if TEACHER in message.content:
+        ids, teacher = payload.unpack(message.content[TEACHER])
+        digested = digest_stacked(students, torch.from_numpy(first.splits.public_x[ids]), torch.from_numpy(teacher),
+                                  [(client.private_x, client.private_y) for client in clients], schedule,
+                                  generators)
+    if revisit:
+        revisited = revisit_stacked(students, [(client.private_x, client.private_y) for client in clients],
+                                    schedule.local_epochs, schedule.batch_size, schedule.lr, generators)
     students.unstack(models)
     done = []
-    for i, (model, generator, loss) in enumerate(zip(models, generators, losses)):
+    for i, model in enumerate(models):
         opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
         opt.state.update(students.adam_state(i, model))
-        done.append(_Digested(generator, opt, loss))
+        done.append(_Stacked(generators[i], opt, digested[i], revisited[i]))
     return done
 
 

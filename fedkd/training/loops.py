@@ -48,7 +48,7 @@ class Schedule:
         return kind.loss(kind.view(model, features, logits), teacher, self.temperature, self.soft_loss)
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator):
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator):
     order = torch.randperm(n, generator=generator)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
@@ -95,7 +95,7 @@ def revisit(model: nn.Module, opt: torch.optim.Optimizer, private_x: torch.Tenso
     model.train()
     device = model_device(model)
     for _ in range(epochs):
-        for batch in _batches(len(private_x), batch_size, generator):
+        for batch in shuffled_batches(len(private_x), batch_size, generator):
             x = augment(private_x[batch].to(device), augment_mode, generator)
             loss = F.cross_entropy(model(x), private_y[batch].to(device))
             _step(opt, loss)
@@ -112,7 +112,7 @@ def distill_private(model: nn.Module, opt: torch.optim.Optimizer, private_x: tor
     model.train()
     device = model_device(model)
     for _ in range(s.local_epochs):
-        for batch in _batches(len(private_x), s.batch_size, generator):
+        for batch in shuffled_batches(len(private_x), s.batch_size, generator):
             y = private_y[batch]
             features = model.features(augment(private_x[batch].to(device), s.augment, generator))
             logits = model.head(features)

@@ -10,11 +10,12 @@ students' losses, which gives each student its own gradient; other students (Res
 are vmapped. What stays per client is exactly what the loops
 do per client: each student's own generator draws its batch order and private picks
 in the same order ``digest`` draws them, and each has its own Adam moments (the
-update below is ``torch.optim.Adam``'s, defaults and all). Work that lines up across
-clients is stacked here: the digest (every client fits the same public ids, in its
-own order) and predictions on shared rows; shards of different sizes stay with the
-per-client loops. Floats differ from the per-client loops only in the order the
-batched kernels sum in (``tests/test_stacked.py`` states the tolerance).
+update below is ``torch.optim.Adam``'s, defaults and all). Stacked here: the digest
+(every client fits the same public ids, in its own order), the private epochs (each
+client on its own shard, each with its own number of steps: a per-student step count,
+padding only in an epoch's short last batch) and predictions on shared rows. Floats
+differ from the per-client loops only in the order the batched kernels sum in
+(``tests/test_stacked.py`` states the tolerance).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from fedkd.learning.grouped import groupable, grouped_logits, one_student
 from fedkd.learning.losses import SOFT_LOSSES
-from fedkd.training.loops import Schedule
+from fedkd.training.loops import Schedule, shuffled_batches
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 
@@ -44,15 +45,15 @@ class StackedStudents:
         self.buffers = buffers
         self.size = len(models)
         self.moments = {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.params.items()}
-        self.steps = 0  # Adam steps taken (the same for every student: their batches line up)
+        self.steps = [0] * self.size  # Adam steps each student has taken
         self.grouped = groupable(models[0])
 
     def adam_state(self, i: int, model: nn.Module) -> dict:
         """Student ``i``'s Adam state as ``torch.optim.Adam`` keeps it for ``model``'s
         parameters, so a per-client optimiser continues where the stacked steps left off."""
-        return {p: {"step": torch.tensor(float(self.steps)), "exp_avg": self.moments[name][0][i].clone(),
+        return {p: {"step": torch.tensor(float(self.steps[i])), "exp_avg": self.moments[name][0][i].clone(),
                     "exp_avg_sq": self.moments[name][1][i].clone()}
-                for name, p in model.named_parameters()} if self.steps else {}
+                for name, p in model.named_parameters()} if self.steps[i] else {}
 
     def unstack(self, models: list[nn.Module]) -> None:
         """Write each student's weights back into ``models`` (in order)."""
@@ -67,8 +68,8 @@ class StackedStudents:
         ``shared`` on the same rows ``x`` of shape (n, ...); ``params`` (default: the
         students') may be tensors that require gradients."""
         params = self.params if params is None else params
-        if self.grouped:
-            return grouped_logits(self.base, params, x, self.size, shared)
+        if self.grouped:  # params may be a subset of the students
+            return grouped_logits(self.base, params, x, len(next(iter(params.values()))), shared)
         if shared:
             return vmap(lambda p, b: functional_call(self.base, (p, b), (x,)))(params, self.buffers)
         return vmap(lambda p, b, xs: functional_call(self.base, (p, b), (xs,)))(params, self.buffers, x)
@@ -102,27 +103,72 @@ def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: t
     step = grouped if students.grouped else partial(vmap(grad(vmapped, has_aux=True)), students.params,
                                                     students.buffers)
     losses: list[list[float]] = [[] for _ in range(students.size)]
+    if mixed:  # every member's shard in one tensor, so a step's picks are one gather
+        offsets = torch.tensor([0] + [len(py) for _, py in private[:-1]]).cumsum(0).unsqueeze(1)
+        private_x, private_y = torch.cat([px for px, _ in private]), torch.cat([py for _, py in private])
     for _ in range(s.distill_epochs):
         orders = [s.kind.batches(len(public_x), s.batch_size, g) for g in generators]
         for b in range(len(orders[0])):
-            batches = [order[b] for order in orders]
-            xs, ys = [], []
-            for (px, py), batch, g in zip(private, batches, generators):
-                x = public_x[batch]
-                if mixed:  # drawn after the batch order, as digest draws it
-                    pick = torch.randint(len(px), (len(batch),), generator=g)
-                    x, y = torch.cat([x, px[pick]]), py[pick]
-                else:
-                    y = torch.zeros(0, dtype=torch.long)
-                xs.append(x)
-                ys.append(y)
-            grads, soft = step(torch.stack(xs).to(device),
-                               torch.stack([teacher[batch] for batch in batches]).to(device),
-                               torch.stack(ys).to(device))
-            students.steps += 1
-            _adam(students.params, grads, students.moments, students.steps, s.lr)
+            batches = torch.stack([order[b] for order in orders])  # (K, rows): every member's ids
+            x, y = public_x[batches], torch.zeros(students.size, 0, dtype=torch.long)
+            if mixed:  # each member's picks drawn after its batch order, as digest draws them
+                picks = torch.stack([torch.randint(len(py), (batches.shape[1],), generator=g)
+                                     for (_, py), g in zip(private, generators)]) + offsets
+                x, y = torch.cat([x, private_x[picks]], dim=1), private_y[picks]
+            grads, soft = step(x.to(device), teacher[batches].to(device), y.to(device))
+            students.steps = [t + 1 for t in students.steps]  # every student steps: their batches line up
+            _adam(students.params, grads, students.moments, students.steps[0], s.lr)
             for i, value in enumerate(soft.tolist()):
                 losses[i].append(value)
+    return [sum(v) / len(v) if v else float("nan") for v in losses]
+
+
+def revisit_stacked(students: StackedStudents, private: list[tuple[torch.Tensor, torch.Tensor]], epochs: int,
+                    batch_size: int, lr: float, generators: list[torch.Generator]) -> list[float]:
+    """``fedkd.training.loops.revisit`` for K students of ``groupable`` architecture that
+    have taken the same Adam steps: each trains on its own shard, in its own batch order.
+    Shards differ in size, so each student has its own number of steps: one whose
+    batches are done stops there (its weights and Adam state as its last step left
+    them; the others go on with the same step count, one more each step), and a short
+    batch (an epoch's last) is padded with rows that its loss does not count. Returns
+    each student's mean hard loss."""
+    if not students.grouped or len(set(students.steps)) > 1:
+        raise ValueError("revisit_stacked takes groupable students with the same Adam steps")
+    device = students.params[next(iter(students.params))].device
+    plans = [[batch for _ in range(epochs) for batch in shuffled_batches(len(y), batch_size, g)]  # revisit's draws
+             for (_, y), g in zip(private, generators)]
+    offsets = torch.tensor([0] + [len(y) for _, y in private[:-1]]).cumsum(0).tolist()
+    private_x, private_y = torch.cat([x for x, _ in private]), torch.cat([y for _, y in private])
+    losses: list[list[float]] = [[] for _ in range(students.size)]
+    start = students.steps[0]
+    for step in range(max(map(len, plans))):
+        active = [i for i, plan in enumerate(plans) if step < len(plan)]
+        sizes = torch.tensor([len(plans[i][step]) for i in active])
+        rows = int(sizes.max())
+        ids = torch.stack([F.pad(plans[i][step] + offsets[i], (0, rows - len(plans[i][step])), value=offsets[i])
+                           for i in active])  # a short batch padded with a row of the student's own
+        counted = (torch.arange(rows) < sizes.unsqueeze(1)).to(device)
+        whole = len(active) == students.size
+        index = None if whole else torch.tensor(active, device=device)
+        params = {k: (v if whole else v[index]).detach().requires_grad_() for k, v in students.params.items()}
+        logits = students.logits(private_x[ids].to(device), params=params)
+        y = private_y[ids].to(device)
+        hard = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(len(active), rows)
+        loss = (hard * counted).sum(1) / sizes.to(device)  # each student's mean over its own rows
+        grads = dict(zip(params, torch.autograd.grad(loss.sum(), list(params.values()))))
+        if whole:
+            _adam(students.params, grads, students.moments, start + step + 1, lr)
+        else:
+            params = {k: v.detach() for k, v in params.items()}
+            moments = {k: (m[index], v[index]) for k, (m, v) in students.moments.items()}
+            _adam(params, grads, moments, start + step + 1, lr)
+            with torch.no_grad():
+                for k, v in params.items():
+                    students.params[k][index] = v
+                    students.moments[k][0][index], students.moments[k][1][index] = moments[k]
+        for i, value in zip(active, loss.tolist()):
+            losses[i].append(value)
+            students.steps[i] += 1
     return [sum(v) / len(v) if v else float("nan") for v in losses]
 
 
