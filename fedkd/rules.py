@@ -39,7 +39,6 @@ from fedkd.learning.augment import AUGMENTS
 from fedkd.learning.device import torch_device
 from fedkd.learning.losses import SOFT_LOSSES
 from fedkd.learning.models import MODELS
-from fedkd.privacy.accounting import planned_epsilon
 from fedkd.privacy.mechanisms import BOUNDS, MECHANISMS
 from fedkd.protocol import CLASS_LOGITS, PUBLIC_LOGITS, WEIGHTS
 from fedkd.strategies import STRATEGIES, FedkdStrategy
@@ -234,6 +233,8 @@ def _privacy(config: RunConfig) -> None:
         raise ConfigError("target-epsilon", config.target_epsilon, "with dp-sgd give --dp-noise or "
                           "--target-epsilon (each client calibrates its noise for its shard), not both")
     if mechanism.noised_uploads and config.dp_noise > 0 and math.isfinite(config.target_epsilon):
+        from fedkd.privacy.accounting import planned_epsilon  # dp-accounting: a second to import, where needed
+
         first = planned_epsilon(config.replace_unchecked(rounds=0), config.dp_noise)
         if first > config.target_epsilon:
             raise ConfigError("target-epsilon", config.target_epsilon, f"round 0 alone spends ε = {first:.3g} "

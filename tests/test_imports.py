@@ -100,3 +100,16 @@ def test_no_package_imports_one_above_it():
     upward = sorted(f"{m} -> {t}" for m, targets in import_graph().items() for t in targets
                     if m != "fedkd" and layer(t) > layer(m))
     assert upward == []
+
+
+def test_the_client_app_leaves_the_servers_heavy_libraries_unimported():
+    """Every Ray actor and SuperNode imports the ClientApp before its first round:
+    pandas (results tables), scipy.stats and dp-accounting (privacy accounting) cost
+    it about two seconds and belong to the server."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "scipy.stats", "dp_accounting")
+    code = f"import sys, fedkd.client.app; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
-from scipy import stats
 
 from fedkd.config import Registry
 
@@ -38,6 +37,8 @@ def median(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def trimmed_mean(arrays: list[np.ndarray], frac: float) -> np.ndarray:
+    from scipy import stats  # a second to import: only runs that trim pay it
+
     return stats.trim_mean(np.stack(arrays).astype(np.float64), frac, axis=0)
 
 

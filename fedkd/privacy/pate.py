@@ -19,9 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
 from scipy.special import logsumexp
-from scipy.stats import norm
 
 ORDERS = np.concatenate([np.linspace(1.1, 10.9, 99), np.arange(11, 64), np.geomspace(64, 1024, 17)])
 
@@ -32,6 +30,8 @@ def log_q_gnmax(counts: np.ndarray, sigma: float) -> np.ndarray:
     m = counts.shape[1]
     winner = counts.argmax(axis=1)
     gaps = counts[np.arange(len(counts)), winner][:, None] - counts
+    from scipy.stats import norm  # scipy.stats and dp-accounting: a second to import, paid where used
+
     terms = norm.logsf(gaps, scale=math.sqrt(2.0) * sigma)
     terms[np.arange(len(counts)), winner] = -np.inf  # every class but one winner
     return np.minimum(logsumexp(terms, axis=1), math.log(1.0 - 1.0 / m))
@@ -69,6 +69,8 @@ def rdp_gnmax(log_q: np.ndarray, sigma: float, orders: np.ndarray = ORDERS) -> n
 
 def log_pr_answered(top: np.ndarray, threshold: float, sigma: float) -> np.ndarray:
     """log Pr[top count + N(0, σ²) >= threshold] per query."""
+    from scipy.stats import norm
+
     return norm.logsf(threshold - np.asarray(top, dtype=float), scale=sigma)
 
 
@@ -90,4 +92,6 @@ def confident_rdp(counts: np.ndarray, answered: np.ndarray, threshold: float, si
 
 def epsilon(rdp: np.ndarray, delta: float, orders: np.ndarray = ORDERS) -> float:
     """(ε, δ)-DP of a composed RDP curve (dp-accounting's conversion)."""
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
     return float(compute_epsilon(orders, rdp, delta)[0])

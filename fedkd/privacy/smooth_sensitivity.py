@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
 from scipy.optimize import brentq
 from scipy.special import erfc, erfcinv
 
@@ -176,6 +175,8 @@ def sanitize(rounds: Rounds, rdp: np.ndarray, sigma_threshold: float, sigma: flo
     λ among ``candidates`` orders spaced geometrically from 2 to the one where the composed curve ``rdp`` (over
     ``pate.ORDERS``) is best on its own (at high orders the release costs more than the
     queries save), β on the paper's grid."""
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon  # a second to import: where used
+
     _, best_order = compute_epsilon(pate.ORDERS, rdp, delta)
     nearest = np.abs(np.log(pate.ORDERS)[:, None] - np.log(np.geomspace(2.0, max(best_order, 2.0), candidates)))
     orders = pate.ORDERS[np.unique(nearest.argmin(axis=0))]
@@ -214,6 +215,8 @@ def _plan(rounds: Rounds, cost: float, order: float, sigma_threshold: float, sig
 
 
 def _epsilon(rdp: float, order: float, delta: float) -> float:
+    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+
     return float(compute_epsilon([order], [max(rdp, 0.0)], delta)[0])
 
 

@@ -12,12 +12,13 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from fedkd.config import RunConfig
 from fedkd.data.external import short_name
+
+if TYPE_CHECKING:  # pandas is imported where a table is made: client processes write none
+    import pandas as pd
 
 SERVER = "server"
 
@@ -107,6 +108,8 @@ class MetricsTable:
             self.rows[i] = (*self.rows[i][:3], self.rows[i][3] + float(by))
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.rows, columns=["round", "client", "metric", "value"])
 
     def flush(self) -> None:
@@ -133,6 +136,8 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     """A results folder's tidy metrics.csv (``client``: partition ids and "server", as text)."""
+    import pandas as pd
+
     return pd.read_csv(run_dir / METRICS_FILE, dtype={"client": str})
 
 
