@@ -111,8 +111,8 @@ class RunConfig:
     dp_delta: float = _opt(1e-5, "δ of the reported (ε, δ); below 1/clients")
     target_epsilon: float = _opt(math.inf, "privacy budget ε: with dp-noise the run stops before a round would "
                                            "exceed it; without, the noise is calibrated to it (inf: no budget)")
-    eval_size: int = _opt(0, "test rows of each per-round evaluation, a fixed seeded subset (0: all); the last "
-                             "round always evaluates every client on the whole test set")
+    eval_size: int = _opt(1000, "test rows of each per-round evaluation, a fixed seeded subset (0 or at least "
+                                "the test set: all); round 0 and the last round evaluate on the whole test set")
     eval_every: int = _opt(1, "evaluate the students every k rounds (round 0 and the last always)")
     seed: int = _opt(0, "one seed for data, partitions, sampling and init")
     cohort_size: int = _opt(1, "clients one simulated node serves (one architecture per cohort); 1: a node per "

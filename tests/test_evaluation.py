@@ -18,11 +18,23 @@ def test_per_round_curves_on_a_test_subset_and_the_last_round_on_all_of_it_for_e
     df = pd.read_csv(tmp_path / "metrics.csv", dtype={"client": str})
     acc = df[df.metric == "test_acc"]
     assert sorted(acc["round"].unique()) == [0, 2, 3]  # every 2nd round, and the last
-    early = acc[acc["round"] < 3]["value"]
-    assert _counts_of(early, 100)  # accuracies on 100 rows
+    assert _counts_of(acc[acc["round"] == 2]["value"], 100)  # accuracies on 100 rows
+    local_only = acc[acc["round"] == 0]["value"]  # every comparison's reference: the whole test set
+    assert _counts_of(local_only, 360) and not _counts_of(local_only, 100)
     final = acc[acc["round"] == 3]
     assert len(final) == config.clients  # everyone, also the clients not sampled in round 3
     assert _counts_of(final["value"], 360) and not _counts_of(final["value"], 100)
+
+
+def test_a_subset_no_smaller_than_the_test_set_is_the_test_set(tmp_path):
+    """digits has 360 test rows: eval-size 1000 (the default) evaluates on all of them, so
+    the last round asks no extra evaluation of the clients it did not sample."""
+    config = tiny_config().replace(rounds=2)
+    assert config.eval_size == 1000
+    run_server(PoolGrid(config.clients, workers=0), config, tmp_path)
+    acc = read_metrics(tmp_path).query("metric == 'test_acc'")
+    assert _counts_of(acc["value"], 360) and not _counts_of(acc["value"], 100)
+    assert len(acc[acc["round"] == 2]) == config.clients_per_round < config.clients
 
 
 def _counts_of(accuracies: pd.Series, rows: int) -> bool:

@@ -211,11 +211,16 @@ class FedkdStrategy(Strategy):
     def evaluation_rows(self, server_round: int, last: bool) -> int | None:
         """Test rows the students are evaluated on after ``server_round`` (0: all of them), or
         None where the round evaluates no one: ``eval-size`` rows every ``eval-every`` rounds,
-        the whole test set in the last round."""
+        the whole test set in round 0 (every comparison's local-only reference) and in the
+        last round."""
         c = self.config
         if not (last or server_round % c.eval_every == 0):
             return None
-        return 0 if last else c.eval_size
+        return 0 if last or server_round == 0 else self._subset_rows()
+
+    def _subset_rows(self) -> int:
+        """``eval-size``, or 0 (all) where the test set has no more rows than that."""
+        return self.config.eval_size if self.config.eval_size < len(self.splits.test_y) else 0
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
@@ -232,7 +237,7 @@ class FedkdStrategy(Strategy):
         if rows is None:
             return []
         trained = sorted(self.report.replied)
-        partial = c.eval_size > 0 or c.eval_every > 1
+        partial = self._subset_rows() > 0 or c.eval_every > 1
         partitions = sorted(self.node_map.nodes) if last and partial and self.node_map.nodes else trained
         if rows == self.train_eval_rows:
             partitions = [p for p in partitions if "test-acc" not in self.report.replied.get(p, {})]
