@@ -4,8 +4,9 @@ No Flower, no Ray, no messages, no strategy: each process takes a share of the
 clients, stacks its students by architecture (``fedkd.training.stacked``) and does,
 per round after round 0, what a client of a public-set strategy does with the default
 schedule: digest the teacher on the round's public ids (mixed with private picks by
-``kd-weight``), predict the next round's query ids, and evaluate on the test rows.
-Round 0's local epochs differ per shard and are not part of the floor. What fedkd
+``kd-weight``), predict the next round's query ids, and evaluate on the test rows
+(``eval-size`` of them; all in the last round, as fedkd evaluates). Round 0's local
+epochs are not part of the floor. What fedkd
 adds on top of this (messages, aggregation, checkpoints, sampling, faults) is what
 ``simulations/bench.py`` measures as the ratio to it.
 """
@@ -44,7 +45,8 @@ def round_gflop(config: RunConfig) -> float:
     """About how much arithmetic (GFLOP) one round of the floor does: per sampled
     student, the digest's forward and backward passes (counted as three forward passes)
     on its batches (public ids, with as many private picks where ``kd-weight`` < 1) and
-    one forward pass per answer and per evaluation row; a row's forward pass is counted
+    one forward pass per answer and per evaluation row (a round's ``eval-size``; the last
+    round evaluates on all the test rows); a row's forward pass is counted
     by PyTorch's FLOP counter (multiply-adds of the convolutions and linear layers)."""
     splits = load_splits(config)
     test_rows = len(splits.test_rows(config.eval_size, config.seed)[1])
@@ -72,7 +74,8 @@ def _work(config: RunConfig, partitions: list[int]) -> list[float]:
                 for name, pids in groups.items()}
     private = {pid: (torch.from_numpy(splits.private_x[rows[pid]]), torch.from_numpy(splits.private_y[rows[pid]]))
                for pid in partitions}
-    test_x, test_y = (torch.from_numpy(a) for a in splits.test_rows(config.eval_size, config.seed))
+    evaluation = {rows: tuple(torch.from_numpy(a) for a in splits.test_rows(rows, config.seed))
+                  for rows in (config.eval_size, 0)}  # per-round rows; the last round: all, as fedkd's
     schedule = Schedule(config.distill_epochs, 0, config.temperature, config.kd_weight, config.batch_size,
                         config.lr, config.soft_loss)
     teacher_rng = np.random.default_rng(config.seed)
@@ -86,6 +89,7 @@ def _work(config: RunConfig, partitions: list[int]) -> list[float]:
                            [private[p] for p in pids], schedule,
                            [torch.Generator().manual_seed(derive_seed(config.seed, p, rnd)) for p in pids])
             predict_stacked(students[name], torch.from_numpy(splits.public_x[query_ids(config, rnd)]))
+            test_x, test_y = evaluation[0 if rnd == config.rounds else config.eval_size]
             for logits in predict_stacked(students[name], test_x):
                 scores(logits, test_y)
         times.append(time.perf_counter() - start)
