@@ -188,11 +188,12 @@ def train(message: Message, context: Context) -> Message:
 @dataclass
 class _Stacked:
     """What a client's work stacked with its cohort's (``fedkd.training.stacked``) left:
-    its generator and optimiser as the per-client code would have left them, and the
+    its generator and optimiser as the per-client code would have left them (no
+    optimiser where the private epochs ran stacked: nothing trains after them), and the
     mean losses of the phases done (None: not done stacked)."""
 
     generator: torch.Generator
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None
     digest_loss: float | None
     revisit_loss: float | None
 
@@ -223,7 +224,7 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
     private = mechanism.private_training
     schedule = _schedule(client)
     generator = done.generator if done else _generator(client)
-    opt = done.optimizer if done else torch.optim.Adam(client.model.parameters(), lr=c.lr)
+    opt = done.optimizer if done and done.optimizer else torch.optim.Adam(client.model.parameters(), lr=c.lr)
     metrics = {"partition-id": client.partition_id, "num-examples": len(client.private_y)}
     if server_round == 0 and c.public_labels:  # FedMD's transfer learning: the labelled public set first
         metrics["public-loss"] = revisit(client.model, opt, torch.from_numpy(client.splits.public_x),
@@ -362,8 +363,10 @@ def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> 
     students.unstack(models)
     done = []
     for i, model in enumerate(models):
-        opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
-        opt.state.update(students.adam_state(i, model))
+        opt = None
+        if not revisit:  # private epochs may follow member by member: each continues its own Adam
+            opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
+            opt.state.update(students.adam_state(i, model))
         done.append(_Stacked(generators[i], opt, digested[i], revisited[i]))
     return done
 

@@ -103,9 +103,8 @@ def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: t
     step = grouped if students.grouped else partial(vmap(grad(vmapped, has_aux=True)), students.params,
                                                     students.buffers)
     losses: list[list[float]] = [[] for _ in range(students.size)]
-    if mixed:  # every member's shard in one tensor, so a step's picks are one gather
-        offsets = torch.tensor([0] + [len(py) for _, py in private[:-1]]).cumsum(0).unsqueeze(1)
-        private_x, private_y = torch.cat([px for px, _ in private]), torch.cat([py for _, py in private])
+    if mixed:
+        private_x, private_y, offsets = _pooled(private)
     for _ in range(s.distill_epochs):
         orders = [s.kind.batches(len(public_x), s.batch_size, g) for g in generators]
         for b in range(len(orders[0])):
@@ -113,14 +112,14 @@ def digest_stacked(students: StackedStudents, public_x: torch.Tensor, teacher: t
             x, y = public_x[batches], torch.zeros(students.size, 0, dtype=torch.long)
             if mixed:  # each member's picks drawn after its batch order, as digest draws them
                 picks = torch.stack([torch.randint(len(py), (batches.shape[1],), generator=g)
-                                     for (_, py), g in zip(private, generators)]) + offsets
+                                     for (_, py), g in zip(private, generators)]) + offsets.unsqueeze(1)
                 x, y = torch.cat([x, private_x[picks]], dim=1), private_y[picks]
             grads, soft = step(x.to(device), teacher[batches].to(device), y.to(device))
             students.steps = [t + 1 for t in students.steps]  # every student steps: their batches line up
             _adam(students.params, grads, students.moments, students.steps[0], s.lr)
             for i, value in enumerate(soft.tolist()):
                 losses[i].append(value)
-    return [sum(v) / len(v) if v else float("nan") for v in losses]
+    return _means(losses)
 
 
 def revisit_stacked(students: StackedStudents, private: list[tuple[torch.Tensor, torch.Tensor]], epochs: int,
@@ -137,16 +136,15 @@ def revisit_stacked(students: StackedStudents, private: list[tuple[torch.Tensor,
     device = students.params[next(iter(students.params))].device
     plans = [[batch for _ in range(epochs) for batch in shuffled_batches(len(y), batch_size, g)]  # revisit's draws
              for (_, y), g in zip(private, generators)]
-    offsets = torch.tensor([0] + [len(y) for _, y in private[:-1]]).cumsum(0).tolist()
-    private_x, private_y = torch.cat([x for x, _ in private]), torch.cat([y for _, y in private])
+    private_x, private_y, offsets = _pooled(private)
     losses: list[list[float]] = [[] for _ in range(students.size)]
     start = students.steps[0]
     for step in range(max(map(len, plans))):
         active = [i for i, plan in enumerate(plans) if step < len(plan)]
         sizes = torch.tensor([len(plans[i][step]) for i in active])
         rows = int(sizes.max())
-        ids = torch.stack([F.pad(plans[i][step] + offsets[i], (0, rows - len(plans[i][step])), value=offsets[i])
-                           for i in active])  # a short batch padded with a row of the student's own
+        ids = torch.stack([F.pad(plans[i][step] + offsets[i], (0, rows - len(plans[i][step])),
+                                 value=int(offsets[i])) for i in active])  # a short batch padded with a row of the student's own
         counted = (torch.arange(rows) < sizes.unsqueeze(1)).to(device)
         whole = len(active) == students.size
         index = None if whole else torch.tensor(active, device=device)
@@ -169,6 +167,17 @@ def revisit_stacked(students: StackedStudents, private: list[tuple[torch.Tensor,
         for i, value in zip(active, loss.tolist()):
             losses[i].append(value)
             students.steps[i] += 1
+    return _means(losses)
+
+
+def _pooled(private: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every student's shard in one tensor (so a step's rows are one gather), and where
+    each shard starts in it."""
+    offsets = torch.tensor([0] + [len(y) for _, y in private[:-1]]).cumsum(0)
+    return torch.cat([x for x, _ in private]), torch.cat([y for _, y in private]), offsets
+
+
+def _means(losses: list[list[float]]) -> list[float]:
     return [sum(v) / len(v) if v else float("nan") for v in losses]
 
 
