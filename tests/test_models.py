@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fedkd.learning.models import MODELS, build_model, count_parameters
+from fedkd.learning.models import MODELS, build_model, count_parameters, empty_model, recycle
 
 
 @pytest.mark.parametrize("shape", [(1, 40), (1, 8, 8)])
@@ -59,3 +59,17 @@ def test_global_max_is_adaptive_max_pooling_values_and_gradients_ties_included(s
         assert grads[1][1].is_contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         assert torch.equal(GlobalMax()(t.detach()), grads[0][0])  # amax, in the layout of the maps
+
+
+def test_a_recycled_student_is_given_out_again_once_without_its_gradients():
+    built = build_model("mlp-s", (1, 40), 10, 0)
+    used = empty_model("mlp-s", (1, 40), 10)
+    used.load_state_dict(built.state_dict())
+    used(torch.randn(4, 1, 40)).sum().backward()
+    used.eval()
+    recycle([used, built])  # ``built`` has its own weights: not pooled
+    assert empty_model("cnn-s", (1, 40), 10) is not used  # another architecture
+    again = empty_model("mlp-s", (1, 40), 10)
+    assert again is used and again.training and all(p.grad is None for p in again.parameters())
+    fresh = empty_model("mlp-s", (1, 40), 10)
+    assert fresh is not used and fresh is not built

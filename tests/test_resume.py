@@ -17,7 +17,7 @@ import pytest
 
 from fedkd.client.cohort import node_count
 from fedkd.results import checkpoint
-from fedkd.results.store import MACHINE_METRICS, ResultsError, read_server_metrics
+from fedkd.results.store import MACHINE_METRICS, ResultsError, read_metrics, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from tests.helpers import load_script, tiny_config
@@ -125,15 +125,36 @@ def test_a_results_folder_that_cannot_be_written_stops_the_run_and_keeps_earlier
     config = tiny_config()
     real_replace = os.replace
 
+    class HalfWritten:  # a full disk: part of the text goes in, then the write fails
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def tell(self):
+            return self.f.tell()
+
+        def write(self, text):
+            self.f.write(text[:len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     def disk_full_after_round_0(rnd, metrics):
         def replace(src, dst):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         monkeypatch.setattr(results.os, "replace", replace)
+        monkeypatch.setattr(results, "open", lambda path, mode: HalfWritten(open(path, mode)), raising=False)
 
     with pytest.raises(ResultsError, match="cannot write .*metrics.csv: No space left on device"):
         run_server(PoolGrid(config.clients, workers=0), config, tmp_path, disk_full_after_round_0)
     monkeypatch.setattr(results.os, "replace", real_replace)
+    monkeypatch.delattr(results, "open")
     assert list(read_server_metrics(tmp_path).index) == [0]  # round 0 as written, whole
+    assert set(read_metrics(tmp_path)["round"]) == {0}  # no part of round 1's rows
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

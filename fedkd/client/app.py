@@ -39,12 +39,12 @@ from fedkd.data.datasets import Splits, load_splits
 from fedkd.data.node_data import load_node_data
 from fedkd.data.partition import partition_indices
 from fedkd.faults.byzantine import corrupt
-from fedkd.faults.plan import CRASH, FaultPlan, InjectedCrash
+from fedkd.faults.plan import CRASH, InjectedCrash, fault_plan
 from fedkd.knowledge import compression, payload
 from fedkd.knowledge.kinds import KINDS
 from fedkd.learning.device import torch_device
 from fedkd.learning.grouped import groupable
-from fedkd.learning.models import build_model, derive_seed, empty_model, shared_init_seed
+from fedkd.learning.models import build_model, derive_seed, empty_model, recycle, shared_init_seed
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.protocol import (
     CLASS_LOGITS,
@@ -72,6 +72,7 @@ from fedkd.training.loops import (
     class_targets,
     digest,
     distill_private,
+    each_scores,
     predict,
     revisit,
     scores,
@@ -85,8 +86,8 @@ app = ClientApp()
 class _Client:
     """One client's data and student, rebuilt from the run config and context."""
 
-    def __init__(self, message: Message, context: Context):
-        self.config = rules.load(dict(message.content[RUN]))
+    def __init__(self, message: Message, context: Context, config: RunConfig | None = None):
+        self.config = config or rules.load(dict(message.content[RUN]))  # a cohort's members share theirs
         setup_process(self.config.threads)  # the run's, not the actor's OMP_NUM_THREADS
         self.round = message.content[ROUND]
         self.partition_id = int(context.node_config["partition-id"])
@@ -182,7 +183,10 @@ def _per_client(handler: Handler, together: Together | None = None) -> Handler:
 
 def train(message: Message, context: Context) -> Message:
     """Learn from the teacher signal (if any) and the private shard; reply as the round asks."""
-    return _train(_Client(message, context), message, context)
+    client = _Client(message, context)
+    reply = _train(client, message, context)
+    recycle([client.model])  # saved in the context: this process's next client may take it
+    return reply
 
 
 @dataclass
@@ -216,7 +220,7 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
     for it (``evaluate``), unless the client is not ``alone`` (its cohort evaluates together)."""
     c, rnd, content = client.config, client.round, message.content
     server_round, pid = int(rnd["server-round"]), client.partition_id
-    plan = FaultPlan(c)
+    plan = fault_plan(c)
     if plan.fate(server_round, pid) == CRASH:
         raise InjectedCrash(f"client {pid} crashed in round {server_round} (injected: crash-rate={c.crash_rate})")
     reply = str(rnd["reply"])
@@ -285,9 +289,11 @@ def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client]
     """Each member's client by position, or what building it raised."""
     clients: dict[int, _Client] = {}
     outcomes: dict[int, Outcome] = {}
+    config = None  # the members' messages carry one run record
     for i, (message, context) in enumerate(members):
         try:
-            clients[i] = _Client(message, context)
+            config = config or rules.load(dict(message.content[RUN]))
+            clients[i] = _Client(message, context, config)
         except Exception as ex:  # noqa: BLE001 - one member's failure is its own error reply
             outcomes[i] = ex
     return clients, outcomes
@@ -311,8 +317,9 @@ def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
             outcomes[i] = ex
     evaluating = {i: client for i, client in clients.items()
                   if isinstance(outcomes[i], Message) and _evaluates(client)}
-    for i, (logits, y) in _stacked_test_logits(evaluating).items():
-        outcomes[i].content[METRICS].update(_test_scores(logits, y))
+    for i, (test_scores, _) in _stacked_test_scores(evaluating).items():
+        outcomes[i].content[METRICS].update(test_scores)
+    recycle(client.model for i, client in clients.items() if isinstance(outcomes[i], Message))
     return [outcomes[i] for i in range(len(members))]
 
 
@@ -322,7 +329,7 @@ def _evaluates(client: _Client) -> bool:
 
 
 def _crashes(client: _Client) -> bool:
-    return FaultPlan(client.config).fate(int(client.round["server-round"]), client.partition_id) == CRASH
+    return fault_plan(client.config).fate(int(client.round["server-round"]), client.partition_id) == CRASH
 
 
 def _digest_stacks(client: _Client, message: Message) -> bool:
@@ -378,7 +385,9 @@ def evaluate_student(message: Message, context: Context) -> Message:
     if MODEL in message.content:
         client.save(context)  # the global model is what this client now holds
     x, y = _test_rows(client)
-    return _evaluation(client, message, predict(client.model, torch.from_numpy(x)), y)
+    reply = _evaluation(client, message, _test_scores(predict(client.model, torch.from_numpy(x)), y), len(y))
+    recycle([client.model])
+    return reply
 
 
 def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
@@ -388,14 +397,15 @@ def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     for i, client in clients.items():
         if MODEL in members[i][0].content:
             client.save(members[i][1])
-    for i, (logits, y) in _stacked_test_logits(clients).items():
-        outcomes[i] = _evaluation(clients[i], members[i][0], logits, y)
+    for i, (test_scores, rows) in _stacked_test_scores(clients).items():
+        outcomes[i] = _evaluation(clients[i], members[i][0], test_scores, rows)
+    recycle(client.model for client in clients.values())
     return [outcomes[i] for i in range(len(members))]
 
 
-def _stacked_test_logits(clients: dict[int, _Client]) -> dict[int, tuple[torch.Tensor, np.ndarray]]:
-    """Each client's logits on the round's test rows, and the rows' labels: the students
-    of one shape in one stacked pass."""
+def _stacked_test_scores(clients: dict[int, _Client]) -> dict[int, tuple[dict[str, float], int]]:
+    """Each client's scores on the round's test rows, and how many rows: the students of
+    one shape in one stacked pass."""
     by_shape: dict[tuple, list[int]] = {}
     for i, client in clients.items():
         by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
@@ -403,7 +413,8 @@ def _stacked_test_logits(clients: dict[int, _Client]) -> dict[int, tuple[torch.T
     for group in by_shape.values():
         x, y = _test_rows(clients[group[0]])
         logits = predict_stacked(StackedStudents([clients[i].model for i in group]), torch.from_numpy(x))
-        out.update({i: (member_logits, y) for i, member_logits in zip(group, logits)})
+        out.update({i: (_named(acc, loss), len(y))
+                    for i, (acc, loss) in zip(group, each_scores(logits, torch.from_numpy(y)))})
     return out
 
 
@@ -412,12 +423,15 @@ def _test_rows(client: _Client) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _test_scores(logits: torch.Tensor, y: np.ndarray) -> dict[str, float]:
-    acc, loss = scores(logits, torch.from_numpy(y))
+    return _named(*scores(logits, torch.from_numpy(y)))
+
+
+def _named(acc: float, loss: float) -> dict[str, float]:
     return {"test-acc": acc, "test-loss": loss}
 
 
-def _evaluation(client: _Client, message: Message, logits: torch.Tensor, y: np.ndarray) -> Message:
-    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": len(y), **_test_scores(logits, y)})
+def _evaluation(client: _Client, message: Message, test_scores: dict[str, float], rows: int) -> Message:
+    metrics = MetricRecord({"partition-id": client.partition_id, "num-examples": rows, **test_scores})
     return Message(content=RecordDict({METRICS: metrics}), reply_to=message)
 
 

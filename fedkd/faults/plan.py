@@ -18,6 +18,7 @@ and replies that arrive late, exactly what it would see in a deployment.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -62,6 +63,12 @@ class FaultPlan:
     def on_link(self) -> bool:
         """Whether any fault needs ``UnreliableGrid`` (drops or stragglers)."""
         return self.config.drop_rate > 0 or self.config.straggler_rate > 0
+
+
+@functools.lru_cache(maxsize=4)
+def fault_plan(config: RunConfig) -> FaultPlan:
+    """The run's plan, drawn once per process: a cohort node asks for it for every member."""
+    return FaultPlan(config)
 
 
 class UnreliableGrid:

@@ -77,6 +77,20 @@ def write_atomic(path: Path, data: str | bytes) -> None:
                            "before it are intact") from None
 
 
+def append(path: Path, text: str) -> None:
+    """Add ``text`` at the end of ``path``, or nothing: what a failed write (a full disk)
+    left is cut off again, and ResultsError says so."""
+    size = None
+    try:
+        with open(path, "a") as f:
+            size = f.tell()
+            f.write(text)
+    except OSError as err:
+        if size is not None:
+            os.truncate(path, size)
+        raise ResultsError(f"cannot write {path}: {err.strerror or err}; what it held before is intact") from None
+
+
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -87,6 +101,7 @@ class MetricsTable:
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
         self.rows: list[tuple[int, str, str, float]] = []
+        self._written: int | None = None  # leading rows metrics.csv holds as they are; None: rewrite it
 
     def add(self, round_: int, client: int | str, metric: str, value: float) -> None:
         self.rows.append((round_, str(client), metric, float(value)))
@@ -106,14 +121,26 @@ class MetricsTable:
             self.add(round_, client, metric, by)
         else:
             self.rows[i] = (*self.rows[i][:3], self.rows[i][3] + float(by))
+            if self._written is not None and i < self._written:
+                self._written = None
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, first: int = 0) -> pd.DataFrame:
+        """The rows from ``first`` on."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=["round", "client", "metric", "value"])
+        return pd.DataFrame(self.rows[first:], columns=["round", "client", "metric", "value"])
 
     def flush(self) -> None:
-        write_atomic(self.run_dir / METRICS_FILE, self.frame().to_csv(index=False))
+        """Bring metrics.csv up to date: append the rows added since the last flush, or
+        rewrite it whole where none was written yet (also a resumed run's) or a written row
+        changed. A rewrite each round cost more each round (0.16 s at 77,000 rows)."""
+        path, written = self.run_dir / METRICS_FILE, self._written
+        self._written = None  # until this flush has succeeded
+        if written is None:
+            write_atomic(path, self.frame().to_csv(index=False))
+        else:
+            append(path, self.frame(written).to_csv(index=False, header=False))
+        self._written = len(self.rows)
 
     def server(self) -> pd.DataFrame:
         return server_rows(self.frame())

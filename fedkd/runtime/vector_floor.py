@@ -26,7 +26,7 @@ from fedkd.data.partition import partition_indices
 from fedkd.knowledge.payload import query_ids
 from fedkd.learning.models import build_model, derive_seed
 from fedkd.training.compute import setup_process
-from fedkd.training.loops import Schedule, scores
+from fedkd.training.loops import Schedule, each_scores
 from fedkd.training.stacked import StackedStudents, digest_stacked, predict_stacked
 
 
@@ -90,7 +90,6 @@ def _work(config: RunConfig, partitions: list[int]) -> list[float]:
                            [torch.Generator().manual_seed(derive_seed(config.seed, p, rnd)) for p in pids])
             predict_stacked(students[name], torch.from_numpy(splits.public_x[query_ids(config, rnd)]))
             test_x, test_y = evaluation[0 if rnd == config.rounds else config.eval_size]
-            for logits in predict_stacked(students[name], test_x):
-                scores(logits, test_y)
+            each_scores(predict_stacked(students[name], test_x), test_y)
         times.append(time.perf_counter() - start)
     return times

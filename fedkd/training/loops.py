@@ -182,4 +182,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
 
 def scores(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``logits`` for labels ``y``."""
-    return (logits.argmax(1) == y).float().mean().item(), F.cross_entropy(logits, y).item()
+    return each_scores(logits[None], y)[0]
+
+
+def each_scores(logits: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+    """``scores`` of each of K students' (K, n, classes) logits on the same rows, in one
+    pass; the loss is the mean of the rows' losses, which sums alike for any K (PyTorch's
+    own mean reduction need not), so a student's scores do not depend on its cohort."""
+    acc = (logits.argmax(2) == y).float().mean(1)
+    loss = F.cross_entropy(logits.transpose(1, 2), y.expand(len(logits), -1), reduction="none").mean(1)
+    return list(zip(acc.tolist(), loss.tolist()))

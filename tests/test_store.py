@@ -1,0 +1,49 @@
+"""metrics.csv kept up to date round by round: appended, rewritten where a written row changed."""
+
+import math
+
+from fedkd.results.store import SERVER, MetricsTable, read_metrics
+
+
+def _rows(table: MetricsTable, rnd: int) -> None:
+    for client in range(3):
+        table.add(rnd, client, "test_acc", 0.1 * client + rnd / 7)
+        table.add(rnd, client, "bytes_up", 4_540_000 + client)
+    table.add(rnd, SERVER, "teacher_acc", float("nan"))
+    table.add(rnd, SERVER, "late", 0)
+
+
+def test_flushed_rounds_read_back_as_one_rewrite_writes_them(tmp_path):
+    appended = MetricsTable(tmp_path / "appended")
+    appended.run_dir.mkdir()
+    for rnd in range(3):
+        _rows(appended, rnd)
+        appended.flush()
+    appended.increment(0, SERVER, "late", 2)  # a late reply of round 0, counted in round 2
+    _rows(appended, 3)
+    appended.flush()
+    _rows(appended, 4)
+    appended.flush()
+
+    whole = MetricsTable(tmp_path / "whole")
+    whole.run_dir.mkdir()
+    whole.rows = list(appended.rows)
+    whole.flush()
+    assert (appended.run_dir / "metrics.csv").read_text() == (whole.run_dir / "metrics.csv").read_text()
+    df = read_metrics(appended.run_dir)
+    assert len(df) == 5 * 8 and df["round"].tolist() == sorted(df["round"])
+    late = df[(df.client == SERVER) & (df.metric == "late")].set_index("round")["value"]
+    assert late.tolist() == [2, 0, 0, 0, 0]
+    assert math.isnan(df[df.metric == "teacher_acc"]["value"].iloc[-1])
+
+
+def test_a_resumed_table_rewrites_what_the_stopped_run_left(tmp_path):
+    stopped = MetricsTable(tmp_path)
+    for rnd in range(3):
+        _rows(stopped, rnd)
+        stopped.flush()  # rounds 0..2 on disk; say the checkpoint holds rounds 0..1
+    resumed = MetricsTable(tmp_path)
+    resumed.rows = stopped.rows[:16]
+    _rows(resumed, 2)
+    resumed.flush()
+    assert len(read_metrics(tmp_path)) == 3 * 8
