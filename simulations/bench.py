@@ -16,7 +16,8 @@ relative ``AGREE``: stacked float sums go in another order (1e-7 in round 1), an
 teacher carries the difference on, about tenfold a round. It prints, per mode, the
 start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
-descendants; then the ratios b/a and b/c (the headline) and a/c, and the rate each
+descendants (sampled every 2 s, as ``run.py`` samples it: denser sampling slows the
+run it measures); then the ratios b/a and b/c (the headline) and a/c, and the rate each
 mode does a round's arithmetic at (GFLOP/s per process; ``vector_floor.round_gflop``),
 which says how far all three are from the hardware. Results also go to a CSV.
 """

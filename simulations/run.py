@@ -27,7 +27,7 @@ from fedkd.data.datasets import dataset_spec
 from fedkd.data.partition import label_histograms
 from fedkd.privacy.mechanisms import MECHANISMS
 from fedkd.results.checkpoint import CheckpointError
-from fedkd.results.memory import PeakMemory
+from fedkd.results.memory import SAMPLE_INTERVAL_S, PeakMemory
 from fedkd.results.store import (
     CHECKPOINT_FILE,
     CLIENTS_FILE,
@@ -41,8 +41,6 @@ from fedkd.results.store import (
     write_json,
 )
 from fedkd.server.progress import RoundProgress, accuracy_lines
-
-PEAK_INTERVAL_S = 2.0  # reading PSS is not free: sample sparsely beside the clients
 
 
 def write_clients(config: RunConfig, run_dir: Path) -> None:
@@ -121,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fedkd.runtime.simulation import simulate
 
-    with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory(PEAK_INTERVAL_S) as memory:
+    with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory() as memory:
         try:
             simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
                      cpus_per_client=args.cpus_per_client, resume=args.resume is not None,
@@ -149,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if s["stopped_early"]:
         say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
-        f"sampled every {PEAK_INTERVAL_S:.0f} s)")
+        f"sampled every {SAMPLE_INTERVAL_S:.0f} s)")
     nodes = f"{node_count(config)} virtual nodes" + (f" of {config.cohort_size} clients each"
                                                    if config.cohort_size > 1 else "")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
