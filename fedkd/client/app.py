@@ -67,6 +67,7 @@ from fedkd.protocol import (
 from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore
 from fedkd.training.compute import setup_process
 from fedkd.training.loops import (
+    LazyAdam,
     Schedule,
     class_means,
     class_targets,
@@ -193,8 +194,8 @@ def train(message: Message, context: Context) -> Message:
 class _Stacked:
     """What a client's work stacked with its cohort's (``fedkd.training.stacked``) left:
     its generator and optimiser as the per-client code would have left them (no
-    optimiser where the private epochs ran stacked: nothing trains after them), and the
-    mean losses of the phases done (None: not done stacked)."""
+    optimiser where no private epochs follow member by member: nothing trains after the
+    stacked phases), and the mean losses of the phases done (None: not done stacked)."""
 
     generator: torch.Generator
     optimizer: torch.optim.Optimizer | None
@@ -228,7 +229,7 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
     private = mechanism.private_training
     schedule = _schedule(client)
     generator = done.generator if done else _generator(client)
-    opt = done.optimizer if done and done.optimizer else torch.optim.Adam(client.model.parameters(), lr=c.lr)
+    opt = done.optimizer if done and done.optimizer else LazyAdam(client.model.parameters(), c.lr)
     metrics = {"partition-id": client.partition_id, "num-examples": len(client.private_y)}
     if server_round == 0 and c.public_labels:  # FedMD's transfer learning: the labelled public set first
         metrics["public-loss"] = revisit(client.model, opt, torch.from_numpy(client.splits.public_x),
@@ -371,7 +372,7 @@ def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> 
     done = []
     for i, model in enumerate(models):
         opt = None
-        if not revisit:  # private epochs may follow member by member: each continues its own Adam
+        if not revisit and schedule.local_epochs:  # private epochs follow member by member: each continues its Adam
             opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
             opt.state.update(students.adam_state(i, model))
         done.append(_Stacked(generators[i], opt, digested[i], revisited[i]))
