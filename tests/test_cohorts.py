@@ -50,6 +50,21 @@ def test_cohorts_give_the_metrics_of_one_client_per_node(tmp_path, options):
         assert failed["value"].sum() > 0  # single members of a cohort failed on their own
 
 
+def test_a_cohort_whose_training_all_runs_stacked_builds_no_optimiser():
+    """A process's first ``torch.optim.Adam`` imports ``torch._dynamo`` (0.7 s, tens of MB
+    an actor); fedmd's server trains nothing, and its cohorts' training all runs stacked."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tempfile; from pathlib import Path; from fedkd.client.cohort import node_count; "
+            "from fedkd.runtime.pool_grid import PoolGrid; from fedkd.server.app import run_server; "
+            "from tests.helpers import tiny_config; "
+            "c = tiny_config().replace(clients=6, cohort_size=3, local_epochs=0, fraction=1.0); "
+            "run_server(PoolGrid(node_count(c), workers=0), c, Path(tempfile.mkdtemp())); "
+            "print('dynamo', 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "dynamo False"
+
 
 def test_the_scripts_default_cohort_leaves_two_nodes_a_core():
     from fedkd import rules
