@@ -215,9 +215,7 @@ def _plan(rounds: Rounds, cost: float, order: float, sigma_threshold: float, sig
 
 
 def _epsilon(rdp: float, order: float, delta: float) -> float:
-    from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
-
-    return float(compute_epsilon([order], [max(rdp, 0.0)], delta)[0])
+    return pate.epsilon(np.array([max(rdp, 0.0)]), delta, np.array([order]))
 
 
 def sanitized_fields(released: Sanitized | None) -> dict[str, float]:

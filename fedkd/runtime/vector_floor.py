@@ -74,8 +74,8 @@ def _work(config: RunConfig, partitions: list[int]) -> list[float]:
                 for name, pids in groups.items()}
     private = {pid: (torch.from_numpy(splits.private_x[rows[pid]]), torch.from_numpy(splits.private_y[rows[pid]]))
                for pid in partitions}
-    evaluation = {rows: tuple(torch.from_numpy(a) for a in splits.test_rows(rows, config.seed))
-                  for rows in (config.eval_size, 0)}  # per-round rows; the last round: all, as fedkd's
+    evaluation = {size: tuple(torch.from_numpy(a) for a in splits.test_rows(size, config.seed))
+                  for size in (config.eval_size, 0)}  # per-round rows; the last round: all, as fedkd's
     schedule = Schedule(config.distill_epochs, 0, config.temperature, config.kd_weight, config.batch_size,
                         config.lr, config.soft_loss)
     teacher_rng = np.random.default_rng(config.seed)

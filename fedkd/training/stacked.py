@@ -137,14 +137,15 @@ def revisit_stacked(students: StackedStudents, private: list[tuple[torch.Tensor,
     plans = [[batch for _ in range(epochs) for batch in shuffled_batches(len(y), batch_size, g)]  # revisit's draws
              for (_, y), g in zip(private, generators)]
     private_x, private_y, offsets = _pooled(private)
+    firsts = offsets.tolist()  # each shard's first row in the pool
     losses: list[list[float]] = [[] for _ in range(students.size)]
     start = students.steps[0]
     for step in range(max(map(len, plans))):
         active = [i for i, plan in enumerate(plans) if step < len(plan)]
         sizes = torch.tensor([len(plans[i][step]) for i in active])
         rows = int(sizes.max())
-        ids = torch.stack([F.pad(plans[i][step] + offsets[i], (0, rows - len(plans[i][step])),
-                                 value=int(offsets[i])) for i in active])  # a short batch padded with a row of the student's own
+        ids = torch.stack([F.pad(plans[i][step] + firsts[i], (0, rows - len(plans[i][step])), value=firsts[i])
+                           for i in active])  # a short batch padded with a row of the student's own
         counted = (torch.arange(rows) < sizes.unsqueeze(1)).to(device)
         whole = len(active) == students.size
         index = None if whole else torch.tensor(active, device=device)
