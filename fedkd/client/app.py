@@ -64,7 +64,7 @@ from fedkd.protocol import (
     UNIT_WEIGHT,
     WEIGHTS,
 )
-from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore
+from fedkd.results.checkpoint import STATE_DIR_ENV, ClientStateStore, load_student, student_record
 from fedkd.training.compute import setup_process
 from fedkd.training.loops import (
     LazyAdam,
@@ -105,20 +105,23 @@ class _Client:
         name = c.model_for(self.partition_id)
         embed_dim = c.embed_dim if self.kind.needs_projection else 0
         # the server's global weights replace the student's; else the student as it was left
-        saved = message.content[MODEL] if MODEL in message.content else context.state.get(STUDENT)
-        if saved is None:
+        saved = context.state.get(STUDENT)
+        if MODEL not in message.content and saved is None:
             seed = (shared_init_seed(c.seed, name) if int(self.round["shared-init"])
                     else derive_seed(c.seed, self.partition_id))
             self.model = build_model(name, self.splits.input_shape, self.splits.num_classes, seed,
                                      embed_dim=embed_dim).to(torch_device(c.device))
+            return
+        self.model = empty_model(name, self.splits.input_shape, self.splits.num_classes, embed_dim,
+                                 torch_device(c.device))
+        if MODEL in message.content:
+            self.model.load_state_dict(message.content[MODEL].to_torch_state_dict())
         else:
-            self.model = empty_model(name, self.splits.input_shape, self.splits.num_classes, embed_dim,
-                                     torch_device(c.device))
-            self.model.load_state_dict(saved.to_torch_state_dict())
+            load_student(self.model, saved)
 
     def save(self, context: Context) -> None:
         """Keep the student in ``context.state``, and the whole state on disk where a store is set."""
-        context.state[STUDENT] = ArrayRecord(self.model.state_dict())
+        context.state[STUDENT] = student_record(self.model)
         store = _store(context)
         if store is not None:
             store.save(context.state, int(self.round["server-round"]))
@@ -195,12 +198,15 @@ class _Stacked:
     """What a client's work stacked with its cohort's (``fedkd.training.stacked``) left:
     its generator and optimiser as the per-client code would have left them (no
     optimiser where no private epochs follow member by member: nothing trains after the
-    stacked phases), and the mean losses of the phases done (None: not done stacked)."""
+    stacked phases), the mean losses of the phases done (None: not done stacked) and,
+    where its training is all done, its logits on the round's query ids (None: not
+    predicted stacked)."""
 
     generator: torch.Generator
     optimizer: torch.optim.Optimizer | None
     digest_loss: float | None
     revisit_loss: float | None
+    answers: tuple[np.ndarray, torch.Tensor] | None = None  # (query ids, logits on them)
 
 
 def _schedule(client: _Client) -> Schedule:
@@ -260,8 +266,7 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
     out = RecordDict({METRICS: MetricRecord(metrics)})
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
-        query_ids = payload.unpack_ids(content[QUERY])
-        v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
+        query_ids, v = done.answers if done and done.answers else _answers(client, content)
         upload = client.kind.payload(v, c.batch_size)
         upload = mechanism.release(upload, c, float(rnd["dp-noise"]),  # local DP: noised before it leaves
                                    np.random.default_rng([c.seed, 6, pid, server_round]))
@@ -284,6 +289,12 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
         x, y = _test_rows(client)
         out[METRICS].update(_test_scores(predict(client.model, torch.from_numpy(x)), y))
     return Message(content=out, reply_to=message)
+
+
+def _answers(client: _Client, content: RecordDict) -> tuple[np.ndarray, torch.Tensor]:
+    """(the round's query ids, the student's view of each)."""
+    query_ids = payload.unpack_ids(content[QUERY])
+    return query_ids, views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
 
 
 def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client], dict[int, Outcome]]:
@@ -369,13 +380,19 @@ def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> 
         revisited = revisit_stacked(students, [(client.private_x, client.private_y) for client in clients],
                                     schedule.local_epochs, schedule.batch_size, schedule.lr, generators)
     students.unstack(models)
+    answers = [None] * len(clients)
+    if ((revisit or not schedule.local_epochs) and QUERY in message.content  # trained: the answers are final
+            and str(first.round["reply"]) == PUBLIC_LOGITS and first.kind.name == "soft-labels"):
+        query_ids = payload.unpack_ids(message.content[QUERY])
+        answers = [(query_ids, logits) for logits in
+                   predict_stacked(students, torch.from_numpy(first.splits.public_x[query_ids]))]
     done = []
     for i, model in enumerate(models):
         opt = None
         if not revisit and schedule.local_epochs:  # private epochs follow member by member: each continues its Adam
             opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
             opt.state.update(students.adam_state(i, model))
-        done.append(_Stacked(generators[i], opt, digested[i], revisited[i]))
+        done.append(_Stacked(generators[i], opt, digested[i], revisited[i], answers[i]))
     return done
 
 
