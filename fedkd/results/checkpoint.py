@@ -54,7 +54,11 @@ def student_record(model: nn.Module) -> ArrayRecord:
 
 
 def load_student(model: nn.Module, record: ArrayRecord) -> None:
-    """Set ``model``'s weights from ``student_record``'s record (of the same architecture)."""
+    """Set ``model``'s weights from ``student_record``'s record (of the same architecture),
+    or from one array per tensor, as runs of earlier fedkd versions kept them."""
+    if _FLAT not in record:
+        model.load_state_dict(record.to_torch_state_dict())
+        return
     state, flat = model.state_dict(), torch.from_numpy(record[_FLAT].numpy())  # views of the model's own tensors
     weights = sum(t.numel() for t in state.values() if t.dtype == torch.float32)
     if weights != len(flat):
