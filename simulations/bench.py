@@ -11,9 +11,12 @@
     (``fedkd.runtime.vector_floor``). It runs before (a) and after (b), and the ratios
     use the mean of its two median rounds: a machine whose speed drifts over minutes
     moves a single short floor run by up to 2x.
-Runs (a) and (b) use the same seed; the script checks that their metrics agree to a
-relative ``AGREE``: stacked float sums go in another order (1e-7 in round 1), and the
-teacher carries the difference on, about tenfold a round. It prints, per mode, the
+Runs (a) and (b) use the same seed; the script checks that their metrics of rounds
+0 to ``AGREE_ROUNDS`` agree to a relative ``AGREE`` and reports the largest difference
+over all rounds: stacked float sums go in another order (about 1e-7 in rounds 0 and 1),
+and the teacher carries the difference on (5e-5 in round 2, 2e-4 in round 3, then
+single test samples scored differently: 1e-2 and more from round 4 on, measured at
+100 clients), so only the first rounds tell a different workload from float order. It prints, per mode, the
 start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
 descendants (sampled every 2 s, as ``run.py`` samples it: denser sampling slows the
@@ -37,7 +40,8 @@ from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, read_metrics, read_server_metrics
 
-AGREE = 1e-2  # largest relative difference of a metric between (a) and (b) that counts as agreeing
+AGREE = 1e-3  # largest relative difference of a metric between (a) and (b) that counts as agreeing ...
+AGREE_ROUNDS = 2  # ... in rounds 0 to this one
 
 
 def _measure(mode: str, run, config, run_dir: Path) -> dict:
@@ -108,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             run_dir.mkdir()
             rows.append(_measure(mode, run, c, run_dir))
         a, b = (read_metrics(Path(tmp) / f"mode{i}") for i in range(2))
-        largest, accuracies = _agree(a, b)
-        same = largest < AGREE
+        early, largest, accuracies = _agree(a, b)
+        same = early < AGREE
     print(f"floor, {args.workers} processes, again ...", flush=True)
     rows.append(_floor_row(config, args.workers, "after"))
 
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     one, cohorts, floor = t[1], t[2], (t[0] + t[3]) / 2
     ratios = {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-    table.assign(**ratios, largest_relative_difference=largest, accuracies_differing=accuracies).to_csv(
+    table.assign(**ratios, early_relative_difference=early, largest_relative_difference=largest,
+                 accuracies_differing=accuracies).to_csv(
         args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
@@ -129,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"arithmetic of a round's client work: about {gflop:.1f} GFLOP; per process: floor "
           f"{gflop / t[0] / args.workers:.1f} and {gflop / t[3] / args.workers:.1f}, cohorts "
           f"{gflop / cohorts / args.workers:.1f}, one client per node {gflop / one / args.workers:.1f} GFLOP/s")
-    print(f"(a) and (b): largest relative difference of a metric {largest:.1e} (below {AGREE:g}: {same}), "
-          f"{accuracies} client accuracies differ")
+    print(f"(a) and (b): largest relative difference of a metric in rounds 0 to {AGREE_ROUNDS} {early:.1e} (below "
+          f"{AGREE:g}: {same}); in all rounds {largest:.1e}, {accuracies} client accuracies differ")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
           f"models {config.models}, {config.dataset}, eval-size {config.eval_size or 'all'}; {args.workers} floor "
           f"processes, {os.cpu_count()} cores, load {load:.2f} before the run")
@@ -138,17 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if same else 1
 
 
-def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, int]:
-    """(largest relative difference of the runs' computed metrics, accuracies that differ),
-    round 0's downlink aside (it is counted per node, and cohorts have fewer nodes)."""
+def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, int]:
+    """(largest relative difference of the runs' computed metrics in rounds 0 to
+    ``AGREE_ROUNDS``, the same in all rounds, accuracies that differ), round 0's downlink
+    aside (it is counted per node, and cohorts have fewer nodes); inf, inf, -1 where the
+    runs did not record the same metrics."""
     a, b = (m[~m.metric.isin(MACHINE_METRICS) & ~((m["round"] == 0) & (m.metric == "bytes_down"))]
             .sort_values(["round", "client", "metric"]).reset_index(drop=True) for m in (a, b))
     if len(a) != len(b) or not (a[["round", "client", "metric"]].values == b[["round", "client", "metric"]].values).all():
-        return float("inf"), -1
+        return float("inf"), float("inf"), -1
     relative = ((a["value"] - b["value"]).abs() / a["value"].abs().clip(lower=1e-12)).fillna(0)
     accuracy = a.metric == "test_acc"
-    return float(relative.max()), int((a.loc[accuracy, "value"] != b.loc[accuracy, "value"]).sum())
-
+    return (float(relative[a["round"] <= AGREE_ROUNDS].max()), float(relative.max()),
+            int((a.loc[accuracy, "value"] != b.loc[accuracy, "value"]).sum()))
 
 if __name__ == "__main__":
     sys.exit(main())
