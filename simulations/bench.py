@@ -16,8 +16,8 @@ Runs (a) and (b) use the same seed; the script checks that their metrics of roun
 over all rounds: stacked float sums go in another order (about 1e-7 in rounds 0 and 1),
 and the teacher carries the difference on (5e-5 in round 2, 2e-4 in round 3, then
 single test samples scored differently: 1e-2 and more from round 4 on, measured at
-100 clients), so only the first rounds tell a different workload from float order. It prints, per mode, the
-start-up + round-0 time, the median round time over rounds after the first,
+100 clients), so only the first rounds tell a different workload from float order.
+It prints, per mode, the start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
 descendants (sampled every 2 s, as ``run.py`` samples it: denser sampling slows the
 run it measures); then the ratios b/a and b/c (the headline) and a/c, and the rate each
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
     Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
     table.assign(**ratios, early_relative_difference=early, largest_relative_difference=largest,
-                 accuracies_differing=accuracies).to_csv(
-        args.csv, index=False)
+                 accuracies_differing=accuracies).to_csv(args.csv, index=False)
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
     print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
@@ -156,6 +155,7 @@ def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, int]:
     accuracy = a.metric == "test_acc"
     return (float(relative[a["round"] <= AGREE_ROUNDS].max()), float(relative.max()),
             int((a.loc[accuracy, "value"] != b.loc[accuracy, "value"]).sum()))
+
 
 if __name__ == "__main__":
     sys.exit(main())

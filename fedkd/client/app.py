@@ -266,7 +266,11 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
     out = RecordDict({METRICS: MetricRecord(metrics)})
     byzantine = pid in plan.byzantine
     if reply == PUBLIC_LOGITS:
-        query_ids, v = done.answers if done and done.answers else _answers(client, content)
+        if done and done.answers:
+            query_ids, v = done.answers
+        else:
+            query_ids = payload.unpack_ids(content[QUERY])
+            v = views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
         upload = client.kind.payload(v, c.batch_size)
         upload = mechanism.release(upload, c, float(rnd["dp-noise"]),  # local DP: noised before it leaves
                                    np.random.default_rng([c.seed, 6, pid, server_round]))
@@ -289,12 +293,6 @@ def _train(client: _Client, message: Message, context: Context, done: _Stacked |
         x, y = _test_rows(client)
         out[METRICS].update(_test_scores(predict(client.model, torch.from_numpy(x)), y))
     return Message(content=out, reply_to=message)
-
-
-def _answers(client: _Client, content: RecordDict) -> tuple[np.ndarray, torch.Tensor]:
-    """(the round's query ids, the student's view of each)."""
-    query_ids = payload.unpack_ids(content[QUERY])
-    return query_ids, views(client.model, torch.from_numpy(client.splits.public_x[query_ids]), client.kind)
 
 
 def _members(members: list[tuple[Message, Context]]) -> tuple[dict[int, _Client], dict[int, Outcome]]:

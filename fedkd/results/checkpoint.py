@@ -47,10 +47,9 @@ def student_record(model: nn.Module) -> ArrayRecord:
     member's student each round, and Flower's arrays (de)serialize each tensor on its
     own: keeping and reloading a ``cnn-s`` as one array took 0.16 ms, as its six tensors'
     0.74 ms (measured, before the copy into the model)."""
-    state = model.state_dict()
-    flat = [t.detach().reshape(-1).cpu() for t in state.values() if t.dtype == torch.float32]
-    return ArrayRecord({_FLAT: Array(torch.cat(flat).numpy()),
-                        **{k: Array(t.detach().cpu().numpy()) for k, t in state.items() if t.dtype != torch.float32}})
+    floats, others = _split(model)
+    return ArrayRecord({_FLAT: Array(torch.cat([t.detach().reshape(-1).cpu() for t in floats.values()]).numpy()),
+                        **{k: Array(t.detach().cpu().numpy()) for k, t in others.items()}})
 
 
 def load_student(model: nn.Module, record: ArrayRecord) -> None:
@@ -59,19 +58,22 @@ def load_student(model: nn.Module, record: ArrayRecord) -> None:
     if _FLAT not in record:
         model.load_state_dict(record.to_torch_state_dict())
         return
-    state, flat = model.state_dict(), torch.from_numpy(record[_FLAT].numpy())  # views of the model's own tensors
-    weights = sum(t.numel() for t in state.values() if t.dtype == torch.float32)
+    (floats, others), flat = _split(model), torch.from_numpy(record[_FLAT].numpy())
+    weights = sum(t.numel() for t in floats.values())
     if weights != len(flat):
         raise CheckpointError(f"a kept student of {len(flat)} weights does not fit a model of {weights}")
-    offset = 0
     with torch.no_grad():
-        for name, t in state.items():
-            if t.dtype == torch.float32:
-                t.copy_(flat[offset:offset + t.numel()].view(t.shape))
-                offset += t.numel()
-            else:
-                t.copy_(torch.from_numpy(record[name].numpy()))
+        for t, part in zip(floats.values(), flat.split([t.numel() for t in floats.values()])):
+            t.copy_(part.view(t.shape))
+        for name, t in others.items():
+            t.copy_(torch.from_numpy(record[name].numpy()))
 
+
+def _split(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(float32 tensors, the others) of ``model``'s state, in state_dict order: views of its own tensors."""
+    state = model.state_dict()
+    floats = {k: t for k, t in state.items() if t.dtype == torch.float32}
+    return floats, {k: t for k, t in state.items() if k not in floats}
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be resumed."""
