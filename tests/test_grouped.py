@@ -76,3 +76,23 @@ def test_views_on_channels_last_maps_are_the_modules(kind):
     torch.testing.assert_close(views(model, x, KINDS[kind], batch_size=16), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(one_student(model, dict(model.named_parameters()), x, features=True), features,
                                rtol=1e-5, atol=1e-5)
+
+
+def test_maps_flattened_in_the_modules_order():
+    """A body that flattens its maps (no global max pool): the grouped path flattens each
+    student's channels-last maps in the module's (C, H, W) order."""
+    from fedkd.learning.models import Student
+
+    def student(seed):
+        torch.manual_seed(seed)
+        body = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                   torch.nn.Conv2d(4, 3, 3, stride=2, padding=1), torch.nn.Flatten())
+        return Student(body, 3 * 3 * 3, 10)
+
+    models = [student(seed) for seed in range(K)]
+    assert groupable(models[0])
+    params = {key: torch.stack([dict(m.named_parameters())[key] for m in models])
+              for key, _ in models[0].named_parameters()}
+    x = torch.randn(K, 5, 1, 6, 6, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(grouped_logits(models[0], params, x, K, shared=False),
+                               torch.stack([m(x[i]) for i, m in enumerate(models)]), rtol=1e-5, atol=1e-5)

@@ -1,15 +1,20 @@
 """Students of convolutions, ReLUs, the global max pool and linear layers (``cnn-*``,
-``mlp-*``), K of them at once, on channels-last maps.
+``mlp-*``), K of them at once.
 
-oneDNN's convolutions on a CPU run fastest on channels-last maps (measured, cnn-s's
-second convolution on 4,000 signals: 4.4 ms, as a 1-D convolution on channels-first
-signals 16.2 ms), and K
-students' convolutions on K row sets are one grouped convolution. So each convolution
-here is a 2-D convolution on (rows, K·channels, height, width) channels-last maps (1-D
-signals are maps of height 1), each linear layer a batched matrix product on (K, rows,
-features). The values are the students' own (the same layers and weights; floats sum
-in another order). ``fedkd.training.stacked`` trains cohorts with it, and
-``fedkd.training.loops`` predicts with it one student at a time.
+A convolution over one channel or three is a poor fit for oneDNN's kernels, so the
+first one is a product of patches (im2col) for all K students at once, out of which
+come each student's channels-last maps (oneDNN's convolutions on a CPU run fastest on
+channels-last maps: cnn-s's second convolution on 4,000 signals 4.4 ms, as a 1-D
+convolution on channels-first signals 16.2 ms). Each later convolution is one oneDNN
+convolution per student on its own maps, not one grouped convolution over K·channels:
+oneDNN's grouped kernels were the slower (measured on an AVX2 CPU, one thread, 25
+``cnn-s`` students on 128 rows: the second convolution forward and backward 51-54 ms
+grouped, 27 ms per student; a whole training step 43-55 ms against 32-37 ms, medians
+of interleaved runs). Each student's maps stay its own until the global max pool; each
+linear layer is a batched matrix product on (K, rows, features). The values are the
+students' own (the same layers and weights; floats sum in another order).
+``fedkd.training.stacked`` trains cohorts with it, and ``fedkd.training.loops``
+predicts with it one student at a time.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def grouped_logits(base: nn.Module, params: dict[str, torch.Tensor], x: torch.Te
     stacked on a first dimension of K; ``x`` is (K, rows, ...), or with ``shared`` the same
     (rows, ...) for all (the first layer is then one ungrouped product over all K weight
     sets). Without ``head``, the features ``body(x)``."""
-    h, maps = x, False  # maps: h is (rows, K·C, H, W); else (K, rows, ...), or (rows, ...) while shared
+    h, maps = x, None  # maps: K channels-last (rows, C, H, W) maps, one per student; else h is
+    # (K, rows, ...), or (rows, ...) while shared
     layers = [(f"body.{i}", m) for i, m in enumerate(base.body)] + ([("head", base.head)] if head else [])
-    for i in range(len(layers) - 1):  # max before ReLU: the same values and gradients, a K·C-wide ReLU
+    for i in range(len(layers) - 1):  # max before ReLU: the same values and gradients, a ReLU on C values
         if isinstance(layers[i][1], nn.ReLU) and isinstance(layers[i + 1][1], GlobalMax):
             layers[i], layers[i + 1] = layers[i + 1], layers[i]
     for name, layer in layers:
@@ -50,18 +56,23 @@ def grouped_logits(base: nn.Module, params: dict[str, torch.Tensor], x: torch.Te
             kernel, padding, stride = layer.kernel_size, layer.padding, layer.stride
             if isinstance(layer, nn.Conv1d):  # a signal is an image of height 1
                 w, kernel, padding, stride = w.unsqueeze(3), (1, *kernel), (0, *padding), (1, *stride)
-            if maps:
-                h = F.conv2d(h, w.flatten(0, 1), b.flatten(), stride, padding, groups=k)
+            if maps is None:
+                maps = _first_convolution(h, w, b, kernel, padding, stride, shared)
             else:
-                h = _first_convolution(h, w, b, kernel, padding, stride, shared)
-            maps, shared = True, False
+                maps = [F.conv2d(m, wi, bi, stride, padding) for m, wi, bi in zip(maps, w.unbind(0), b.unbind(0))]
+            shared = False
         elif isinstance(layer, nn.ReLU):
-            h = h.relu()
+            if maps is None:
+                h = h.relu()
+            else:
+                maps = [m.relu() for m in maps]
         elif isinstance(layer, GlobalMax):
-            h = layer(h).unflatten(1, (k, -1)).transpose(0, 1)  # (K, rows, C)
-            maps = False
+            h, maps = torch.stack([layer(m) for m in maps]), None  # (K, rows, C)
         elif isinstance(layer, nn.Flatten):
-            h = h.flatten(1) if shared else h.flatten(2)
+            if maps is not None:  # the module's (C, H, W) order
+                h, maps = torch.stack([m.flatten(1) for m in maps]), None
+            else:
+                h = h.flatten(1) if shared else h.flatten(2)
         else:  # linear
             w, b = params[f"{name}.weight"], params[f"{name}.bias"]
             if shared:
@@ -73,11 +84,11 @@ def grouped_logits(base: nn.Module, params: dict[str, torch.Tensor], x: torch.Te
 
 
 def _first_convolution(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, kernel: tuple[int, int],
-                       padding: tuple[int, int], stride: tuple[int, int], shared: bool) -> torch.Tensor:
+                       padding: tuple[int, int], stride: tuple[int, int], shared: bool) -> list[torch.Tensor]:
     """The first convolution as patches times weights (im2col): a convolution over one
     channel or three is a poor fit for oneDNN's kernels (measured, cnn-s's first layer on
     4,000 signals: 8.2 ms, as patches 2.4 ms), a matrix product of the patches is not;
-    out come channels-last maps."""
+    out come each student's channels-last (rows, out, H, W) maps."""
     k, out = w.shape[0], w.shape[1]
     if not shared:
         x = x.flatten(0, 1)  # (K·rows, C, ...)
@@ -90,10 +101,12 @@ def _first_convolution(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, kernel
     cols = patches.permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], height * width, -1)  # (n, positions, C·kernel)
     if shared:  # all K weight sets in one product
         h = torch.addmm(b.flatten(), cols.flatten(0, 1), w.flatten(0, 1).flatten(1).t())  # (rows·positions, K·out)
-        return h.view(rows, height, width, k * out).permute(0, 3, 1, 2)
-    h = torch.baddbmm(b.unsqueeze(1), cols.reshape(k, -1, cols.shape[2]), w.flatten(2).transpose(1, 2))
-    return h.view(k, rows, height, width, out).permute(1, 2, 3, 0, 4).reshape(rows, height, width, k * out
-                                                                              ).permute(0, 3, 1, 2)
+        h = h.view(rows, height, width, k, out).permute(3, 0, 1, 2, 4)
+        h = h if k == 1 else h.contiguous()  # each student's maps contiguous
+    else:
+        h = torch.baddbmm(b.unsqueeze(1), cols.reshape(k, -1, cols.shape[2]), w.flatten(2).transpose(1, 2))
+        h = h.view(k, rows, height, width, out)
+    return [m.permute(0, 3, 1, 2) for m in h.unbind(0)]
 
 
 def one_student(base: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, features: bool) -> torch.Tensor:
