@@ -26,7 +26,7 @@ from fedkd.config import RunConfig
 from fedkd.knowledge.wire import message_bytes
 from fedkd.protocol import METRICS
 from fedkd.results.checkpoint import Checkpoint
-from fedkd.results.memory import process_tree_mb
+from fedkd.results.memory import SAMPLE_INTERVAL_S, process_tree_mb
 from fedkd.results.store import SERVER, MetricsTable
 from fedkd.strategies.base import FedkdStrategy
 from fedkd.strategies.sampling import identify_messages
@@ -147,9 +147,10 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         start = time.perf_counter()
         bytes_by_node: dict[int, list[int]] = {}
         train_msgs = list(strategy.configure_train(rnd, state, ConfigRecord(), grid))
-        memory: list[float] = []  # read while the clients train: reading every process's PSS takes tens of ms
+        memory: list[float] = []  # read while the clients train (reading every process's PSS takes tens
+        # of ms), or the latest reading if it is younger than the sampling interval
         replies, unanswered = _exchange(grid, train_msgs, bytes_by_node, timeout_s,
-                                        lambda: memory.append(process_tree_mb()))
+                                        lambda: memory.append(process_tree_mb(SAMPLE_INTERVAL_S)))
         late.expect(rnd, unanswered)
         new_state, _ = strategy.aggregate_train(rnd, replies)
         if new_state is not None:
