@@ -75,6 +75,7 @@ def _split(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.T
     floats = {k: t for k, t in state.items() if t.dtype == torch.float32}
     return floats, {k: t for k, t in state.items() if k not in floats}
 
+
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be resumed."""
 
