@@ -67,6 +67,21 @@ def test_malformed_uploads_are_refused_with_their_reason(scheme, damage, reason)
         decode(record, scheme, 10)
 
 
+@pytest.mark.parametrize("array", [LOGITS, IDS.astype(np.int32), np.zeros((0, 10), np.float32),
+                                   np.array([True, False]), np.asfortranarray(LOGITS[:5, :3].astype(np.float64))])
+def test_an_array_reads_back_as_numpy_reads_it(array):
+    record = Array(array)
+    read = payload.values(record)
+    assert read.dtype == array.dtype and read.shape == array.shape and np.array_equal(read, array)
+    assert read.flags.writeable and read.flags.c_contiguous == record.numpy().flags.c_contiguous
+
+
+def test_an_array_whose_bytes_do_not_match_its_dtype_reads_as_numpy_reads_it():
+    forged = Array(dtype="float32", shape=(200,), stype="numpy.ndarray", data=Array(IDS.astype(np.int32)).data)
+    assert payload.values(forged).dtype == np.int32  # the header's dtype, as np.load reads it
+    assert np.array_equal(payload.values(forged), IDS)
+
+
 @pytest.mark.parametrize("strategy", ["fedmd", "feddistill"])
 def test_a_compressed_run_learns(strategy, tmp_path):
     up = {}

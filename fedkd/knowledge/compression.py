@@ -22,7 +22,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from fedkd.config import Registry
-from fedkd.knowledge.payload import IDS, LOGITS, KnowledgeError, pack
+from fedkd.knowledge.payload import IDS, LOGITS, KnowledgeError, pack, values
 
 SCHEMES = Registry("compression", ("none", "fp16", "int8", "top-k"))
 LEVELS = 255  # int8: codes 0..255 in a uint8
@@ -59,7 +59,7 @@ def encode(ids: np.ndarray, logits: np.ndarray, scheme: str, top_k: int) -> Arra
 def _arrays(record: ArrayRecord, expected: dict[str, type]) -> dict[str, np.ndarray]:
     if set(record.keys()) != {IDS, *expected}:
         raise KnowledgeError(f"expected arrays {sorted({IDS, *expected})}, got {sorted(record.keys())}")
-    arrays = {key: record[key].numpy() for key in record.keys()}
+    arrays = {key: values(record[key]) for key in record.keys()}
     for key, dtype in expected.items():
         if arrays[key].dtype != dtype:
             raise KnowledgeError(f"{key} dtype {arrays[key].dtype}, expected {np.dtype(dtype)}")

@@ -8,6 +8,10 @@ methods such as FedDistill, by class ids (a sorted subset of the classes).
 
 from __future__ import annotations
 
+import functools
+import io
+import math
+
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
@@ -39,7 +43,7 @@ def votes_as_logits(record: ArrayRecord, width: int) -> ArrayRecord:
     elsewhere (its argmax is the vote); raises KnowledgeError when malformed."""
     if set(record.keys()) != {IDS, VOTES}:
         raise KnowledgeError(f"expected arrays {{{IDS!r}, {VOTES!r}}}, got {sorted(record.keys())}")
-    ids, votes = unpack_ids(record), record[VOTES].numpy()
+    ids, votes = unpack_ids(record), values(record[VOTES])
     if votes.dtype != np.uint8 or votes.shape != ids.shape:
         raise KnowledgeError(f"votes must be one uint8 per id, got {votes.dtype} {votes.shape} for {ids.shape} ids")
     if votes.size and votes.max() >= width:
@@ -52,11 +56,36 @@ def pack_ids(ids: np.ndarray) -> ArrayRecord:
 
 
 def unpack_ids(record: ArrayRecord) -> np.ndarray:
-    return record[IDS].numpy().astype(np.int64)
+    return values(record[IDS]).astype(np.int64)
 
 
 def unpack(record: ArrayRecord) -> tuple[np.ndarray, np.ndarray]:
-    return unpack_ids(record), record[LOGITS].numpy()
+    return unpack_ids(record), values(record[LOGITS])
+
+
+def values(array: Array) -> np.ndarray:
+    """``array.numpy()``, read without parsing its ``.npy`` header where the header is
+    the one NumPy writes for the Array's own dtype and shape (C order): ``np.load``
+    parses it with ``literal_eval``, 0.05 ms an array, and reading the arrays of 100
+    replies was 80 % of a round's aggregation (measured, logits of 1,000 ids; 0.004 ms
+    an array here). Any other header or size goes to ``array.numpy()``."""
+    try:
+        dtype, shape = np.dtype(array.dtype), tuple(array.shape)
+    except TypeError:
+        return array.numpy()
+    if array.stype == "numpy.ndarray" and not dtype.hasobject:
+        header = _npy_header(np.lib.format.dtype_to_descr(dtype), shape)
+        data = array.data
+        if len(data) == len(header) + dtype.itemsize * math.prod(shape) and data[:len(header)] == header:
+            return np.frombuffer(data, dtype, offset=len(header)).reshape(shape).copy()
+    return array.numpy()
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
 
 
 def pack_class_teacher(classes: np.ndarray, logits: np.ndarray, clients: np.ndarray) -> ArrayRecord:
