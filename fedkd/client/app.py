@@ -429,14 +429,16 @@ def _stacked_test_scores(clients: dict[int, _Client], students: StackedStudents 
                          ) -> dict[int, tuple[dict[str, float], int]]:
     """Each client's scores on the round's test rows, and how many rows: the students of
     one shape in one stacked pass (``students``: all of theirs, already stacked in order)."""
-    by_shape: dict[tuple, list[int]] = {}
-    if students is None:
+    if students is not None:
+        groups = [(list(clients), students)]
+    else:
+        by_shape: dict[tuple, list[int]] = {}
         for i, client in clients.items():
             by_shape.setdefault(tuple((k, v.shape) for k, v in client.model.state_dict().items()), []).append(i)
+        groups = [(group, StackedStudents([clients[i].model for i in group])) for group in by_shape.values()]
     out = {}
-    for group in by_shape.values() if students is None else [list(clients)]:
+    for group, stacked in groups:
         x, y = _test_rows(clients[group[0]])
-        stacked = students if students is not None else StackedStudents([clients[i].model for i in group])
         logits = predict_stacked(stacked, torch.from_numpy(x))
         out.update({i: (_named(acc, loss), len(y))
                     for i, (acc, loss) in zip(group, each_scores(logits, torch.from_numpy(y)))})

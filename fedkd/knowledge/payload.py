@@ -67,7 +67,7 @@ def values(array: Array) -> np.ndarray:
     """``array.numpy()``, read without parsing its ``.npy`` header where the header is
     the one NumPy writes for the Array's own dtype and shape (C order): ``np.load``
     parses it with ``literal_eval``, 0.05 ms an array, and reading the arrays of 100
-    replies was 80 % of a round's aggregation (measured, logits of 1,000 ids; 0.004 ms
+    replies was three quarters of a round's aggregation (measured, logits of 1,000 ids; 0.004 ms
     an array here). Any other header or size goes to ``array.numpy()``."""
     try:
         dtype, shape = np.dtype(array.dtype), tuple(array.shape)

@@ -40,7 +40,7 @@ _SPLITS = "splits"
 _CLIENT_DIR = re.compile(r"^client(\d+)$")  # one folder per partition id ...
 _STATE_FILE = re.compile(r"^r(\d+)\.pkl$")  # ... one file per round
 _FLAT = "float32"  # a kept student's float32 tensors, in state_dict order, as one vector
-RAW_STYPE = "fedkd.raw"  # the stype of an Array whose data are its values' bytes, without a .npy header
+_RAW_STYPE = "fedkd.raw"  # the stype of an Array whose data are its values' bytes, without a .npy header
 
 
 def student_record(model: nn.Module) -> ArrayRecord:
@@ -52,7 +52,7 @@ def student_record(model: nn.Module) -> ArrayRecord:
     the copies out of and into the model)."""
     floats, others = _split(model)
     flat = torch.cat([t.detach().reshape(-1).cpu() for t in floats.values()]).numpy()
-    return ArrayRecord({_FLAT: Array(dtype=str(flat.dtype), shape=flat.shape, stype=RAW_STYPE, data=flat.tobytes()),
+    return ArrayRecord({_FLAT: Array(dtype=str(flat.dtype), shape=flat.shape, stype=_RAW_STYPE, data=flat.tobytes()),
                         **{k: Array(t.detach().cpu().numpy()) for k, t in others.items()}})
 
 
@@ -64,7 +64,7 @@ def load_student(model: nn.Module, record: ArrayRecord) -> None:
         model.load_state_dict(record.to_torch_state_dict())
         return
     kept = record[_FLAT]
-    flat = torch.from_numpy(np.frombuffer(kept.data, dtype=np.float32).copy() if kept.stype == RAW_STYPE
+    flat = torch.from_numpy(np.frombuffer(kept.data, dtype=np.float32).copy() if kept.stype == _RAW_STYPE
                             else kept.numpy())
     floats, others = _split(model)
     weights = sum(t.numel() for t in floats.values())
