@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(its own configuration; run-config flags are not allowed with it)")
     args = parser.parse_args(argv)
     config = resumed_config(parser, args) if args.resume else resolve(parser, args, cohort_size=0)
-    if not args.cpus_per_client > 0:
-        parser.error(f"--cpus-per-client={args.cpus_per_client}: must be > 0")
-    if not 0 <= args.gpus_per_client <= 1 or (args.gpus_per_client and config.device == "cpu"):
-        parser.error(f"--gpus-per-client={args.gpus_per_client}: a share of one GPU in [0, 1], with "
-                     f"--device auto or cuda (now {config.device})")
+    from fedkd.runtime.simulation import check_resources, simulate
+
+    try:
+        check_resources(config.device, args.cpus_per_client, args.gpus_per_client, args.ray_address)
+    except ConfigError as err:
+        parser.error(f"--{err.key}={err.value}: {err.allowed}")
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
     say = (lambda *a, **k: None) if args.quiet else print
@@ -116,8 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         write_clients(config, run_dir)
     except ResultsError as err:
         parser.error(str(err))
-
-    from fedkd.runtime.simulation import simulate
 
     with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory() as memory:
         try:

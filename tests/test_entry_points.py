@@ -124,3 +124,36 @@ def test_record_level_delta_is_checked_against_shards_by_scripts_serverapp_and_c
     with pytest.raises(ConfigError, match="shard has") as err:
         client_app(message, node)
     assert err.value.key == "dp-delta"
+
+
+RESOURCES = {  # run.py's client resources no actor can get on a 2-core machine without a GPU -> key refused
+    ("--cpus-per-client=3",): "cpus-per-client",
+    ("--cpus-per-client=0",): "cpus-per-client",
+    ("--gpus-per-client=0.5",): "gpus-per-client",
+    ("--gpus-per-client=1.5", "--ray-address=10.0.0.5:6379"): "gpus-per-client",
+    ("--gpus-per-client=0.5", "--device=cpu", "--ray-address=10.0.0.5:6379"): "gpus-per-client",
+}
+
+
+@pytest.mark.parametrize("flags", list(RESOURCES))
+def test_run_refuses_client_resources_no_actor_can_get(flags, tmp_path, capsys, monkeypatch):
+    """Before any work, not Flower's "ActorPool is empty" once the engine has started;
+    a cluster's own cores and GPUs are not this machine's (only the range is checked)."""
+    import os
+
+    import torch
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        load_script("run").main([*flags, "--clients=4", f"--out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"run.py: error: --{RESOURCES[flags]}=" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cluster_may_hold_more_cores_and_gpus_than_this_machine(monkeypatch):
+    from fedkd.runtime.simulation import check_resources
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    check_resources("auto", 8, 0.25, "10.0.0.5:6379")  # refused without the address
+    with pytest.raises(ConfigError, match="at most this machine's 2 cores"):
+        check_resources("auto", 8, 0, None)

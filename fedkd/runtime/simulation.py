@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from fedkd.client.cohort import node_count
-from fedkd.config import RunConfig
+from fedkd.config import ConfigError, RunConfig
 from fedkd.results.checkpoint import STATE_DIR_ENV
 from fedkd.results.store import CLIENT_STATE_DIR
 from fedkd.server.app import RoundCallback, make_server_app
@@ -33,6 +33,28 @@ def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
         init_args.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
     return {"client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
             "init_args": init_args}
+
+
+def check_resources(device: str, cpus_per_client: float, gpus_per_client: float, ray_address: str | None) -> None:
+    """Refuse client resources that no actor can get before anything starts (Flower's
+    engine would stop with "ActorPool is empty"): on this machine (no ``ray_address``)
+    its cores and a GPU PyTorch sees; a cluster's resources are its nodes' own."""
+    if not cpus_per_client > 0:
+        raise ConfigError("cpus-per-client", cpus_per_client, "must be > 0")
+    if not 0 <= gpus_per_client <= 1 or (gpus_per_client and device == "cpu"):
+        raise ConfigError("gpus-per-client", gpus_per_client,
+                          f"a share of one GPU in [0, 1], with --device auto or cuda (now {device})")
+    if ray_address:
+        return
+    cores = os.cpu_count() or 1
+    if cpus_per_client > cores:
+        raise ConfigError("cpus-per-client", cpus_per_client, f"at most this machine's {cores} cores "
+                          "(more on a Ray cluster: --ray-address)")
+    import torch
+
+    if gpus_per_client and not torch.cuda.is_available():
+        raise ConfigError("gpus-per-client", gpus_per_client, "0 on this machine: PyTorch sees no CUDA GPU "
+                          "(a share of one on a Ray cluster with GPUs: --ray-address)")
 
 
 class _Expected(logging.Filter):
