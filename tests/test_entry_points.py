@@ -157,3 +157,19 @@ def test_a_cluster_may_hold_more_cores_and_gpus_than_this_machine(monkeypatch):
     check_resources("auto", 8, 0.25, "10.0.0.5:6379")  # refused without the address
     with pytest.raises(ConfigError, match="at most this machine's 2 cores"):
         check_resources("auto", 8, 0, None)
+
+
+@pytest.mark.parametrize("flag", ["--workers=3", "--workers=0", "--csv=FILE/bench.csv", "--csv=DIR"])
+def test_bench_refuses_a_floor_or_a_table_it_cannot_have_before_any_work(flag, tmp_path, monkeypatch, capsys):
+    """More floor processes than cores make a slower floor, not a lower one; a table
+    that cannot be written is refused before minutes of runs, not after them."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    (tmp_path / "FILE").write_text("a file where a folder is asked for")
+    (tmp_path / "DIR").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        load_script("bench").main([flag.replace("FILE", str(tmp_path / "FILE")).replace("DIR", str(tmp_path / "DIR")),
+                                   f"--out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    key = flag.split("=")[0]
+    assert exit_.value.code == 2 and f"bench.py: error: {key}=" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "DIR").iterdir())
