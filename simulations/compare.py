@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
@@ -109,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = {text: parse_variant(parser, text, base) for text in strategies}
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
-    out = Path(base.out) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True)
+    out = timed_folder(parser, Path(base.out), "compare-")
     rows, total = [], len(strategies) * len(seeds)
     print(f"comparing {', '.join(strategies)} on {base.dataset}, {base.clients} clients ({base.partition}), "
           f"models {base.models}, {base.rounds} rounds, seeds {seeds} -> {out}/")

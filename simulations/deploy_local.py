@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, prepare_data, resolve, timed_folder, writable_folder
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.node_data import FORMATS, NodeDataError, load_node_data
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     files = node_files(parser, config, args.data_dir) if args.data_dir else None
     if files is None:
         prepare_data(parser, config)
-    workdir = args.workdir or out / "deployments" / time.strftime("%Y%m%d-%H%M%S")
+    writable_folder(parser, "out", out)  # the ServerApp writes the run's results there
+    workdir = writable_folder(parser, "workdir", args.workdir) if args.workdir else \
+        timed_folder(parser, out / "deployments", "")
     node_configs = [{"partition-id": i, "num-partitions": config.clients,
                      **({"data-path": str(files[i])} if files else {})} for i in range(config.clients)]
     security = "insecure (no TLS, no authentication)" if args.insecure else \

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError
@@ -64,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_data(parser, base)
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
-    out = Path(base.out) / f"robustness-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True)
+    out = timed_folder(parser, Path(base.out), "robustness-")
     print(f"{base.strategy} on {base.dataset}, {base.clients} clients ({base.partition}), {base.rounds} rounds: "
           f"{base.byzantine_frac:.0%} Byzantine clients, attacks {', '.join(attacks)}, aggregators "
           f"{', '.join(aggregators)} -> {out}/")

@@ -28,14 +28,13 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
 from fedkd import rules
 from fedkd.audit.inference_attacks import THRESHOLD_ATTACKS, attack_run, attack_server_model
-from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                       rules.changed(scenarios[-1], strategy=LOCAL_ONLY, **NOTHING_SHARED)))
     for scenario in scenarios:
         prepare_data(parser, scenario)
-    out = Path(base.out) / f"tradeoff-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = timed_folder(parser, Path(base.out), "tradeoff-")
     logging.getLogger("flwr").setLevel(logging.WARNING)
     print(f"tradeoff: {len(cells)} runs ({', '.join(strategies)} x ε {args.eps} with {', '.join(mechanisms)} DP, "
           f"and local-only; clients {', '.join(map(str, counts))}) -> {out}/", flush=True)

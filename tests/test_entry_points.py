@@ -173,3 +173,15 @@ def test_bench_refuses_a_floor_or_a_table_it_cannot_have_before_any_work(flag, t
     key = flag.split("=")[0]
     assert exit_.value.code == 2 and f"bench.py: error: {key}=" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists() and not list((tmp_path / "DIR").iterdir())
+
+
+@pytest.mark.parametrize("script", ["compare", "robustness", "tradeoff", "deploy_local"])
+def test_every_sweep_refuses_an_out_it_cannot_write_before_any_run(script, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    overrides = {**DIGITS, **SCRIPTS[script], "public-subset": 100, "out": blocker / "results"}
+    with pytest.raises(SystemExit) as exit_:
+        load_script(script).main([f"--{k}={v}" for k, v in overrides.items()])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and f"{script}.py: error: " in err and "--out" in err
+    assert blocker.read_text() == "not a folder"

@@ -1,8 +1,11 @@
 """metrics.csv kept up to date round by round: appended, rewritten where a written row changed."""
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
-from fedkd.results.store import SERVER, MetricsTable, read_metrics
+import pytest
+
+from fedkd.results.store import SERVER, MetricsTable, ResultsError, new_folder, read_metrics
 
 
 def _rows(table: MetricsTable, rnd: int) -> None:
@@ -47,3 +50,21 @@ def test_a_resumed_table_rewrites_what_the_stopped_run_left(tmp_path):
     _rows(resumed, 2)
     resumed.flush()
     assert len(read_metrics(tmp_path)) == 3 * 8
+
+
+def test_folders_started_in_the_same_second_each_get_their_own(tmp_path):
+    """Sweeps launched side by side name their folders by the second; creating is the
+    test, so parallel ones cannot both take the same name."""
+    base = tmp_path / "compare-20261203-064219"
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: new_folder(base, "folder"), range(8)))
+    assert sorted(p.name for p in made) == sorted([base.name] + [f"{base.name}-{n}" for n in range(2, 9)])
+    assert all(p.is_dir() for p in made)
+
+
+def test_a_file_in_the_path_of_a_folder_is_refused_naming_out(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ResultsError, match=f"cannot create folder {blocker}/sweep/x: .*--out"):
+        new_folder(blocker / "sweep" / "x", "folder")
+    assert blocker.read_text() == "not a folder"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from fedkd import rules
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.partition import partition_indices
+from fedkd.results.store import ResultsError, new_folder
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,3 +76,22 @@ def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
         parser.error(f"--{err.key}={err.value}: {err.allowed}")
     return sizes
 
+
+
+def timed_folder(parser: Parser, parent: Path, prefix: str) -> Path:
+    """``<parent>/<prefix><time>/``, created (``-2``, ... where a run started in the same
+    second took it), or exit 2 naming ``--out``."""
+    try:
+        return new_folder(parent / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}", "folder")
+    except ResultsError as err:
+        parser.error(str(err))
+
+
+def writable_folder(parser: Parser, flag: str, path: Path) -> Path:
+    """``path``, created where missing, or exit 2 naming ``--flag`` where no file can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        parser.error(f"--{flag}={path}: cannot write there ({err.strerror or err})")
+    return path

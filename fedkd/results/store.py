@@ -47,17 +47,27 @@ def new_run_dir(config: RunConfig) -> Path:
     """``<out>/<run-id>/``, created; the run id names the time, strategy, data and seed."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = f"{stamp}-{config.strategy}-{short_name(config.dataset)}-c{config.clients}-s{config.seed}"
-    base = Path(config.out) / name
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    try:
-        path.mkdir(parents=True)
-    except OSError as err:
-        raise ResultsError(f"cannot create results folder {path}: {err.strerror or err}; "
-                           "choose a writable --out") from None
-    return path
+    return new_folder(Path(config.out) / name, "results folder")
+
+
+def new_folder(path: Path, what: str) -> Path:
+    """``path`` created, or ``path-2``, ``path-3``, ... where that is taken (runs or
+    sweeps started in the same second, in parallel too: creating is the test); a
+    ResultsError naming ``--out`` where nothing can be created there."""
+    candidate, n = path, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            if not candidate.exists():  # a file where a parent folder is asked for
+                raise ResultsError(f"cannot create {what} {candidate}: a file is in its path; "
+                                   "choose a writable --out") from None
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
+        except OSError as err:
+            raise ResultsError(f"cannot create {what} {candidate}: {err.strerror or err}; "
+                               "choose a writable --out") from None
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
