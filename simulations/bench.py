@@ -18,9 +18,11 @@ and 1 agreed to within 1e-6, while at 10 clients (ten times the shard, ten times
 steps) two of ten clients' round-0 losses differed by 7e-4 and 2e-3, and the teacher
 spreads such a difference to every client from round 1 on. Round 0 is local training
 only, each client on its own, so the script judges agreement there: the median
-client's largest relative difference of its round-0 metrics must be below ``AGREE``
-(another workload, e.g. other data or another seed, moves every client). It reports
-the largest difference in round 0 and over all rounds beside it.
+client's largest relative difference of its round-0 metrics must be below ``AGREE``.
+Measured: float order 1e-8 to 1e-7 at 4 to 100 clients, 6.6e-4 at 3 (two of the three
+clients chaotic); another workload moves every client: one local epoch fewer 0.041
+(100 clients) and 0.056 (10), another seed 0.71, lr 0.0011 for 0.003 0.33. It
+reports the largest difference in round 0 and over all rounds beside it.
 It prints, per mode, the start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
 descendants (sampled every 2 s, as ``run.py`` samples it: denser sampling slows the
@@ -44,7 +46,7 @@ from fedkd.cli.flags import build_parser, prepare_data, resolve
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, SERVER, read_metrics, read_server_metrics, write_atomic
 
-AGREE = 1e-3  # the median client's largest relative difference in round 0 that counts as agreeing
+AGREE = 1e-2  # the median client's largest relative difference in round 0 that counts as agreeing
 
 
 def _measure(mode: str, run, config, run_dir: Path) -> dict:

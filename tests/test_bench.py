@@ -16,8 +16,8 @@ def _round0(losses: list[float]) -> list[tuple]:
 
 def test_runs_agree_when_most_clients_round_0_agree_whatever_one_client_and_later_rounds_carry_on():
     """Float order moves most clients' round 0 by about 1e-7; a chaotic client's local
-    epochs may carry it to 2e-3, and from round 1 on the teacher spreads that to every
-    client: reported, not judged."""
+    epochs may carry it to 2e-3 (more where each has a large shard), and from round 1
+    on the teacher spreads that to every client: reported, not judged."""
     a = _metrics(_round0([1.0, 2.0, 3.0]) + [(0, "0", "bytes_down", 100), (0, "server", "teacher_acc", 0.5),
                                             (0, "server", "wall_time_s", 1.0), (5, "1", "test_acc", 0.30)])
     b = _metrics(_round0([1.0 + 1e-7, 2.0 * (1 + 2e-3), 3.0]) + [
@@ -30,10 +30,10 @@ def test_runs_agree_when_most_clients_round_0_agree_whatever_one_client_and_late
 
 def test_another_workload_moves_every_clients_round_0():
     a = _metrics(_round0([1.0, 2.0, 3.0]))
-    b = _metrics(_round0([1.01, 2.0 * 1.02, 3.0 * 0.99]))
+    b = _metrics(_round0([1.04, 2.0 * 1.05, 3.0 * 0.97]))  # one local epoch fewer: 0.041 at 100 clients
     judged, first, largest, accuracies = bench._agree(a, b)
-    assert judged == pytest.approx(1e-2) and judged >= bench.AGREE
-    assert first == largest == pytest.approx(2e-2) and accuracies == 0
+    assert judged == pytest.approx(4e-2) and judged >= bench.AGREE
+    assert first == largest == pytest.approx(5e-2) and accuracies == 0
 
 
 def test_runs_that_recorded_other_metrics_do_not_agree():
