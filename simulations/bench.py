@@ -21,7 +21,7 @@ only, each client on its own, so the script judges agreement there: the median
 client's largest relative difference of its round-0 metrics must be below ``AGREE``.
 Measured: float order 1e-8 to 1e-7 at 4 to 100 clients, 6.6e-4 at 3 (two of the three
 clients chaotic); another workload moves every client: one local epoch fewer 0.041
-(100 clients) and 0.056 (10), another seed 0.71, lr 0.0011 for 0.003 0.33. It
+(100 clients) and 0.056 (10), another seed 0.71, lr 0.0011 instead of 0.003: 0.33. It
 reports the largest difference in round 0 and over all rounds beside it.
 It prints, per mode, the start-up + round-0 time, the median round time over rounds after the first,
 client-rounds per second and the peak memory (PSS) of the process and all its
