@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, prepare_data, resolve, writable_folder
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, SERVER, read_metrics, read_server_metrics, write_atomic
 
@@ -97,13 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers={args.workers}: from 1 to this machine's {cores} cores (more floor processes "
                      "than cores share them: a slower floor, not a lower one)")
     csv = Path(args.csv)
-    try:
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        if csv.is_dir():
-            raise IsADirectoryError(21, "a folder")
-        tempfile.TemporaryFile(dir=csv.parent).close()
-    except OSError as err:
-        parser.error(f"--csv={args.csv}: cannot write a table there ({err.strerror or err})")
+    if csv.is_dir():
+        parser.error(f"--csv={args.csv}: a folder; give the table's file name")
+    writable_folder(parser, "csv", csv.parent, args.csv)
     logging.getLogger("flwr").setLevel(logging.WARNING)
     load = os.getloadavg()[0]  # the machine before the benchmark (idle: near 0)
     prepare_data(parser, config)

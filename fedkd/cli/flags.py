@@ -77,7 +77,6 @@ def prepare_data(parser: Parser, config: RunConfig) -> list[int]:
     return sizes
 
 
-
 def timed_folder(parser: Parser, parent: Path, prefix: str) -> Path:
     """``<parent>/<prefix><time>/``, created (``-2``, ... where a run started in the same
     second took it), or exit 2 naming ``--out``."""
@@ -87,11 +86,12 @@ def timed_folder(parser: Parser, parent: Path, prefix: str) -> Path:
         parser.error(str(err))
 
 
-def writable_folder(parser: Parser, flag: str, path: Path) -> Path:
-    """``path``, created where missing, or exit 2 naming ``--flag`` where no file can be written there."""
+def writable_folder(parser: Parser, flag: str, path: Path, given: str | None = None) -> Path:
+    """``path``, created where missing, or exit 2 naming ``--flag`` (with its value
+    ``given``, default ``path``) where no file can be written there."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
     except OSError as err:
-        parser.error(f"--{flag}={path}: cannot write there ({err.strerror or err})")
+        parser.error(f"--{flag}={given or path}: cannot write there ({err.strerror or err})")
     return path
