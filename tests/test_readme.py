@@ -1,8 +1,10 @@
-"""The README's commands are ones the scripts take: every command in a code block parses
-and passes the scripts' checks, and where the README shows a refusal under a command,
-the script refuses it with that very line. Commands that need what a test machine
-lacks (a results folder, the hub, a user's folder, a cluster, node files) are left out."""
+"""The commands users copy are ones the scripts take: every command in a code block of
+the README and in a script's own docstring (its ``--help``) parses and passes the
+scripts' checks, and where the README shows a refusal under a command, the script
+refuses it with that very line. Commands that need what a test machine lacks (a
+results folder, the hub, a user's folder, a cluster, node files) are left out."""
 
+import ast
 import re
 import shlex
 
@@ -15,7 +17,8 @@ SKIPPED_SCRIPTS = {"credentials"}  # it writes keys at once: tested in test_cred
 
 
 def _commands() -> list[tuple[str, str, str | None]]:
-    """(script, its arguments, the refusal the README prints under it or None), from code blocks."""
+    """(script, its arguments, the refusal the README prints under it or None), from the
+    README's code blocks and the scripts' docstrings."""
     lines = (ROOT / "README.md").read_text().splitlines()
     out, inside, i = [], False, 0
     while i < len(lines):
@@ -31,10 +34,14 @@ def _commands() -> list[tuple[str, str, str | None]]:
             refusal = following if following.startswith(f"{script}.py: error: ") else None
             out.append((script, text.split(" #")[0].strip(), refusal))
         i += 1
+    for path in sorted((ROOT / "simulations").glob("*.py")):
+        usage = ast.get_docstring(ast.parse(path.read_text())) or ""
+        out += [(m.group(1), m.group(2).split(" #")[0].strip(), None)
+                for m in re.finditer(r"^ +python simulations/(\w+)\.py(.*)$", usage, re.MULTILINE)]
     return out
 
 
-COMMANDS = [c for c in _commands() if c[0] not in SKIPPED_SCRIPTS and not any(s in c[1] for s in NEEDS_MORE)]
+COMMANDS = [c for c in dict.fromkeys(_commands()) if c[0] not in SKIPPED_SCRIPTS and not any(s in c[1] for s in NEEDS_MORE)]
 
 
 class _Checked(Exception):
