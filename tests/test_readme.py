@@ -41,7 +41,8 @@ def _commands() -> list[tuple[str, str, str | None]]:
     return out
 
 
-COMMANDS = [c for c in dict.fromkeys(_commands()) if c[0] not in SKIPPED_SCRIPTS and not any(s in c[1] for s in NEEDS_MORE)]
+COMMANDS = [c for c in dict.fromkeys(_commands())
+            if c[0] not in SKIPPED_SCRIPTS and not any(s in c[1] for s in NEEDS_MORE)]
 
 
 class _Checked(Exception):
