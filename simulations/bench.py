@@ -83,7 +83,7 @@ def _floor_row(config, workers: int, when: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("bench.py", __doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes of the floor (default: one per core, as Ray's actors)")
+                        help="processes of the floor, 1 to the cores (default: one per core, as Ray's actors)")
     parser.add_argument("--csv", default="results/bench.csv", help="where to write the table")
     args = parser.parse_args(argv)
     config = resolve(parser, args, rounds=5, cohort_size=25)
