@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     one, cohorts, floor = t[1], t[2], (t[0] + t[3]) / 2
     ratios = {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
     write_atomic(csv, table.assign(**ratios, median_client_round0_difference=judged, round0_largest_difference=first,
-                 largest_relative_difference=largest,
-                 accuracies_differing=accuracies).to_csv(index=False))
+                                   largest_relative_difference=largest, accuracies_differing=accuracies)
+                 .to_csv(index=False))
     with pd.option_context("display.width", 160, "display.precision", 2):
         print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
     print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
@@ -169,6 +169,7 @@ def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, int]:
     accuracy = a.metric == "test_acc"
     return (float(relative[clients].groupby(a.loc[clients, "client"]).max().median()), float(relative[first].max()),
             float(relative.max()), int((a.loc[accuracy, "value"] != b.loc[accuracy, "value"]).sum()))
+
 
 if __name__ == "__main__":
     sys.exit(main())

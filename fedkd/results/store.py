@@ -60,14 +60,14 @@ def new_folder(path: Path, what: str) -> Path:
             candidate.mkdir(parents=True)
             return candidate
         except FileExistsError:
-            if not candidate.exists():  # a file where a parent folder is asked for
-                raise ResultsError(f"cannot create {what} {candidate}: a file is in its path; "
-                                   "choose a writable --out") from None
-            n += 1
-            candidate = path.with_name(f"{path.name}-{n}")
+            if candidate.exists():
+                n += 1
+                candidate = path.with_name(f"{path.name}-{n}")
+                continue
+            reason = "a file is in its path"  # where a parent folder is asked for
         except OSError as err:
-            raise ResultsError(f"cannot create {what} {candidate}: {err.strerror or err}; "
-                               "choose a writable --out") from None
+            reason = err.strerror or str(err)
+        raise ResultsError(f"cannot create {what} {candidate}: {reason}; choose a writable --out")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
