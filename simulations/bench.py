@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fedkd.cli.flags import build_parser, prepare_data, resolve, writable_folder
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes of the floor, 1 to the cores (default: one per core, as Ray's actors)")
     parser.add_argument("--csv", default="results/bench.csv", help="where to write the table")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="(a) then (b), this many times (default 1); with more, the ratios are the medians "
+                             "over the pairs, each pair's beside them")
     args = parser.parse_args(argv)
     config = resolve(parser, args, rounds=5, cohort_size=25)
     if config.rounds < 2:
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.workers <= cores:
         parser.error(f"--workers={args.workers}: from 1 to this machine's {cores} cores (more floor processes "
                      "than cores share them: a slower floor, not a lower one)")
+    if args.pairs < 1:
+        parser.error(f"--pairs={args.pairs}: at least 1 (a pair is one run with one client per node, then one "
+                     "with cohorts)")
     csv = Path(args.csv)
     if csv.is_dir():
         parser.error(f"--csv={args.csv}: a folder; give the table's file name")
@@ -114,44 +121,66 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"floor, {args.workers} processes ...", flush=True)
     rows = [_floor_row(config, args.workers, "before")]
+    modes = (("fedkd, one client per node", run_with(alone, "K=1"), alone),
+             (f"fedkd, cohorts of {config.cohort_size}", run_with(config, f"K={config.cohort_size}"), config))
+    agreement, repeated = [], True  # (a) against (b) in each pair; each mode's runs the same in every pair
     with tempfile.TemporaryDirectory() as tmp:
-        modes = (("fedkd, one client per node", run_with(alone, "K=1"), alone),
-                 (f"fedkd, cohorts of {config.cohort_size}", run_with(config, f"K={config.cohort_size}"), config))
-        for i, (mode, run, c) in enumerate(modes):
-            print(f"{mode} ...", flush=True)
-            run_dir = Path(tmp) / f"mode{i}"
-            run_dir.mkdir()
-            rows.append(_measure(mode, run, c, run_dir))
-        a, b = (read_metrics(Path(tmp) / f"mode{i}") for i in range(2))
-        judged, first, largest, accuracies = _agree(a, b)
-        same = judged < AGREE
+        for pair in range(args.pairs):
+            for i, (mode, run, c) in enumerate(modes):
+                print(f"{mode}{f', pair {pair + 1}' if args.pairs > 1 else ''} ...", flush=True)
+                run_dir = Path(tmp) / f"pair{pair}-mode{i}"
+                run_dir.mkdir()
+                rows.append({**_measure(mode, run, c, run_dir), "pair": pair + 1})
+            a, b = (read_metrics(Path(tmp) / f"pair{pair}-mode{i}") for i in range(2))
+            agreement.append(_agree(a, b))
+            repeated = repeated and all(_agree(read_metrics(Path(tmp) / f"pair0-mode{i}"), m)[2] == 0
+                                        for i, m in enumerate((a, b)))
+    judged, first, largest, accuracies = (max(values) for values in zip(*agreement))  # the worst pair's
+    same = judged < AGREE
     print(f"floor, {args.workers} processes, again ...", flush=True)
     rows.append(_floor_row(config, args.workers, "after"))
 
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"pair": "Int64"})  # none for the floor's rows
     t = table["median_round_s"]
-    one, cohorts, floor = t[1], t[2], (t[0] + t[3]) / 2
-    ratios = {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
+    pairs = _pair_ratios(t)
+    ratios = {key: float(np.median(values)) for key, values in pairs.items()}
     write_atomic(csv, table.assign(**ratios, median_client_round0_difference=judged, round0_largest_difference=first,
                                    largest_relative_difference=largest, accuracies_differing=accuracies)
                  .to_csv(index=False))
+    shown = table.drop(columns=["clients", "rounds", "round_gflop"] + (["pair"] if args.pairs == 1 else []))
     with pd.option_context("display.width", 160, "display.precision", 2):
-        print(table.drop(columns=["clients", "rounds", "round_gflop"]).to_string(index=False))
-    print(f"median round: cohorts / one client per node {ratios['cohorts_over_one']:.2f}; cohorts / floor "
-          f"{ratios['cohorts_over_floor']:.2f}; one client per node / floor {ratios['one_over_floor']:.2f} "
-          f"(floor: the mean of {t[0]:.2f} and {t[3]:.2f} s)")
+        print(shown.to_string(index=False))
+
+    def ratio(key: str) -> str:
+        each = "" if args.pairs == 1 else f" (pairs: {', '.join(f'{v:.2f}' for v in pairs[key])})"
+        return f"{ratios[key]:.2f}{each}"
+
+    print(f"median round{'' if args.pairs == 1 else ', the median over the pairs'}: cohorts / one client per node "
+          f"{ratio('cohorts_over_one')}; cohorts / floor {ratio('cohorts_over_floor')}; one client per node / floor "
+          f"{ratio('one_over_floor')} (floor: the mean of {t.iloc[0]:.2f} and {t.iloc[-1]:.2f} s)")
     gflop = table["round_gflop"].iloc[0]
+    one, cohorts = np.median(t.iloc[1:-1:2]), np.median(t.iloc[2:-1:2])
     print(f"arithmetic of a round's client work: about {gflop:.1f} GFLOP; per process: floor "
-          f"{gflop / t[0] / args.workers:.1f} and {gflop / t[3] / args.workers:.1f}, cohorts "
+          f"{gflop / t.iloc[0] / args.workers:.1f} and {gflop / t.iloc[-1] / args.workers:.1f}, cohorts "
           f"{gflop / cohorts / args.workers:.1f}, one client per node {gflop / one / args.workers:.1f} GFLOP/s")
-    print(f"(a) and (b): the median client's largest relative difference in round 0 {judged:.1e} (below "
-          f"{AGREE:g}: {same}); the largest in round 0 {first:.1e}, in all rounds {largest:.1e}; {accuracies} "
-          "client accuracies differ")
+    print(f"(a) and (b){'' if args.pairs == 1 else ', the pair that differs most'}: the median client's largest "
+          f"relative difference in round 0 {judged:.1e} (below {AGREE:g}: {same}); the largest in round 0 "
+          f"{first:.1e}, in all rounds {largest:.1e}; {accuracies} client accuracies differ")
+    if args.pairs > 1:
+        print(f"each mode's {args.pairs} runs: the same metrics (same seed, same cohort size): {repeated}")
     print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
           f"models {config.models}, {config.dataset}, eval-size {config.eval_size or 'all'}; {args.workers} floor "
           f"processes, {cores} cores, load {load:.2f} before the run")
     print(f"table: {args.csv}")
-    return 0 if same else 1
+    return 0 if same and repeated else 1
+
+
+def _pair_ratios(median_rounds: pd.Series) -> dict[str, np.ndarray]:
+    """Each pair's ratios, from the median rounds in the table's order: the floor, then (a)
+    and (b) of each pair, then the floor again (the floor: the mean of its two runs)."""
+    t = median_rounds.to_numpy()
+    floor, one, cohorts = (t[0] + t[-1]) / 2, t[1:-1:2], t[2:-1:2]
+    return {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
 
 
 def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, int]:

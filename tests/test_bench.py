@@ -40,3 +40,11 @@ def test_runs_that_recorded_other_metrics_do_not_agree():
     a = _metrics(_round0([1.0, 2.0]))
     b = a.replace({"metric": {"test_loss": "revisit_loss"}})
     assert bench._agree(a, b) == (float("inf"),) * 3 + (-1,)
+
+
+def test_each_pair_is_judged_against_the_mean_floor_and_the_headline_is_their_median():
+    """Rows in run order: the floor, (a) and (b) of each pair, the floor again."""
+    pairs = bench._pair_ratios(pd.Series([1.0, 2.0, 0.8, 2.5, 0.9, 2.2, 1.1, 1.2]))
+    assert pairs["cohorts_over_one"] == pytest.approx([0.4, 0.36, 0.5])
+    assert pairs["cohorts_over_floor"] == pytest.approx([0.8 / 1.1, 0.9 / 1.1, 1.0])
+    assert pairs["one_over_floor"] == pytest.approx([2.0 / 1.1, 2.5 / 1.1, 2.2 / 1.1])

@@ -159,10 +159,10 @@ def test_a_cluster_may_hold_more_cores_and_gpus_than_this_machine(monkeypatch):
         check_resources("auto", 8, 0, None)
 
 
-@pytest.mark.parametrize("flag", ["--workers=3", "--workers=0", "--csv=FILE/bench.csv", "--csv=DIR"])
+@pytest.mark.parametrize("flag", ["--workers=3", "--workers=0", "--csv=FILE/bench.csv", "--csv=DIR", "--pairs=0"])
 def test_bench_refuses_a_floor_or_a_table_it_cannot_have_before_any_work(flag, tmp_path, monkeypatch, capsys):
     """More floor processes than cores make a slower floor, not a lower one; a table
-    that cannot be written is refused before minutes of runs, not after them."""
+    that cannot be written, or no pair of runs, is refused before minutes of runs."""
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     (tmp_path / "FILE").write_text("a file where a folder is asked for")
     (tmp_path / "DIR").mkdir()
