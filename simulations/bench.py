@@ -10,7 +10,8 @@
     stacked bare PyTorch in one process per core: no Flower, no Ray, no messages
     (``fedkd.runtime.vector_floor``). It runs before (a) and after (b), and the ratios
     use the mean of its two median rounds: a machine whose speed drifts over minutes
-    moves a single short floor run by up to 2x.
+    moves a single short floor run by up to 2x. With ``--pairs N``, (a) then (b) run N
+    times between them; the ratios are the medians over the pairs.
 Runs (a) and (b) use the same seed and differ only in float summation order: the
 stacked kernels sum in another order, in round 0's local epochs too. Training carries
 that on, further the more steps a round has: at 100 clients every metric of rounds 0
