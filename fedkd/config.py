@@ -142,6 +142,12 @@ class RunConfig:
         """Kebab-case scalars, as Flower's run config and ConfigRecord carry them."""
         return {self.key_of(k): v for k, v in dataclasses.asdict(self).items()}
 
+    def client_run_config(self) -> dict[str, Any]:
+        """``to_run_config`` as the server sends it to clients: without ``out``, where the
+        server writes results, which no client reads and whose length would change every
+        message's byte count."""
+        return {k: v for k, v in self.to_run_config().items() if k != "out"}
+
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Build from kebab-case keys, coercing each value to its field's type and checking

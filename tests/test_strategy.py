@@ -122,3 +122,15 @@ def test_malformed_knowledge_records_are_rejected_with_their_reason(strategy, ar
     teacher, _ = strategy.aggregate_train(0, [good, bad])
     assert list(strategy.report.rejected) == [1] and reason in strategy.report.rejected[1]
     np.testing.assert_allclose(payload.unpack(teacher)[1], 1.0)
+
+
+def test_where_the_server_writes_results_does_not_travel_or_count_in_the_bytes(tiny, run_identity):
+    """Clients never read ``out``; its length would change every message's byte count."""
+    from fedkd.knowledge.wire import message_bytes
+    from fedkd.protocol import RUN
+
+    grid = FakeGrid([501, 502])
+    sent = [list(FedMD(c, _splits(c)).configure_train(0, ArrayRecord(), ConfigRecord(), grid))
+            for c in (tiny.replace(out="r"), tiny.replace(out="/a/much/longer/results/folder"))]
+    assert all("out" not in m.content[RUN] and m.content[RUN]["clients"] == tiny.clients for m in sent[0])
+    assert [message_bytes(m) for m in sent[0]] == [message_bytes(m) for m in sent[1]]

@@ -37,7 +37,7 @@ class CohortGrid:
     """``get_node_ids``, ``push_messages`` and ``pull_messages`` over cohort nodes."""
 
     def __init__(self, grid, config: RunConfig):
-        self.grid, self.run = grid, ConfigRecord(config.to_run_config())
+        self.grid, self.run = grid, ConfigRecord(config.client_run_config())
         self.pull_interval = getattr(grid, "pull_interval", 0.1)
         self.node_of: dict[int, int] = {}  # virtual node id -> the cohort node serving it
         self.sent: dict[str, list[tuple[str, int]]] = {}  # cohort message id -> (message id, pid) per member

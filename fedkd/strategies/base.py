@@ -178,7 +178,7 @@ class FedkdStrategy(Strategy):
         self.train_eval_rows = (self.evaluation_rows(server_round, server_round == self.config.rounds)
                                 if self.evaluates_own_students else None)
         evaluate = {} if self.train_eval_rows is None else {"evaluate": 1, "eval-rows": self.train_eval_rows}
-        common = {RUN: ConfigRecord(self.config.to_run_config()),
+        common = {RUN: ConfigRecord(self.config.client_run_config()),
                   ROUND: self._round_record(server_round, config, **self.schedule(server_round), **evaluate),
                   **self.train_records(server_round, arrays)}
         return self._messages(self.report.sampled, grid, common, arrays, MessageType.TRAIN)
@@ -241,7 +241,7 @@ class FedkdStrategy(Strategy):
         partitions = sorted(self.node_map.nodes) if last and partial and self.node_map.nodes else trained
         if rows == self.train_eval_rows:
             partitions = [p for p in partitions if "test-acc" not in self.report.replied.get(p, {})]
-        common = {RUN: ConfigRecord(c.to_run_config()),
+        common = {RUN: ConfigRecord(c.client_run_config()),
                   ROUND: self._round_record(server_round, config, **{"eval-rows": rows})}
         return self._messages(partitions, grid, common, arrays, MessageType.EVALUATE, records_for=trained)
 
