@@ -4,7 +4,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from fedkd.data.datasets import load_splits
 from fedkd.knowledge import payload
-from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, TEACHER
+from fedkd.knowledge.wire import message_bytes
+from fedkd.protocol import KNOWLEDGE, METRICS, QUERY, RUN, TEACHER
 from fedkd.strategies import FedMD
 
 
@@ -126,9 +127,6 @@ def test_malformed_knowledge_records_are_rejected_with_their_reason(strategy, ar
 
 def test_where_the_server_writes_results_does_not_travel_or_count_in_the_bytes(tiny, run_identity):
     """Clients never read ``out``; its length would change every message's byte count."""
-    from fedkd.knowledge.wire import message_bytes
-    from fedkd.protocol import RUN
-
     grid = FakeGrid([501, 502])
     sent = [list(FedMD(c, _splits(c)).configure_train(0, ArrayRecord(), ConfigRecord(), grid))
             for c in (tiny.replace(out="r"), tiny.replace(out="/a/much/longer/results/folder"))]
