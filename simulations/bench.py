@@ -132,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = Path(tmp) / f"pair{pair}-mode{i}"
                 run_dir.mkdir()
                 rows.append({**_measure(mode, run, c, run_dir), "pair": pair + 1})
-            a, b = (read_metrics(Path(tmp) / f"pair{pair}-mode{i}") for i in range(2))
-            agreement.append(_agree(a, b))
-            repeated = repeated and all(_agree(read_metrics(Path(tmp) / f"pair0-mode{i}"), m)[2] == 0
-                                        for i, m in enumerate((a, b)))
+            runs = [read_metrics(Path(tmp) / f"pair{pair}-mode{i}") for i in range(2)]
+            agreement.append(_agree(*runs))
+            if pair == 0:
+                firsts = runs
+            repeated = repeated and all(_agree(f, m)[2] == 0 for f, m in zip(firsts, runs))
     judged, first, largest, accuracies = (max(values) for values in zip(*agreement))  # the worst pair's
     same = judged < AGREE
     print(f"floor, {args.workers} processes, again ...", flush=True)
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{ratio('cohorts_over_one')}; cohorts / floor {ratio('cohorts_over_floor')}; one client per node / floor "
           f"{ratio('one_over_floor')} (floor: the mean of {t.iloc[0]:.2f} and {t.iloc[-1]:.2f} s)")
     gflop = table["round_gflop"].iloc[0]
-    one, cohorts = np.median(t.iloc[1:-1:2]), np.median(t.iloc[2:-1:2])
+    _, one, cohorts = (np.median(times) for times in _by_mode(t))
     print(f"arithmetic of a round's client work: about {gflop:.1f} GFLOP; per process: floor "
           f"{gflop / t.iloc[0] / args.workers:.1f} and {gflop / t.iloc[-1] / args.workers:.1f}, cohorts "
           f"{gflop / cohorts / args.workers:.1f}, one client per node {gflop / one / args.workers:.1f} GFLOP/s")
@@ -179,9 +180,16 @@ def main(argv: list[str] | None = None) -> int:
 def _pair_ratios(median_rounds: pd.Series) -> dict[str, np.ndarray]:
     """Each pair's ratios, from the median rounds in the table's order: the floor, then (a)
     and (b) of each pair, then the floor again (the floor: the mean of its two runs)."""
-    t = median_rounds.to_numpy()
-    floor, one, cohorts = (t[0] + t[-1]) / 2, t[1:-1:2], t[2:-1:2]
+    floor, one, cohorts = _by_mode(median_rounds)
+    floor = floor.mean()
     return {"cohorts_over_one": cohorts / one, "cohorts_over_floor": cohorts / floor, "one_over_floor": one / floor}
+
+
+def _by_mode(median_rounds: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The floor's two median rounds, then (a)'s and (b)'s, one per pair, from the table's
+    column in run order."""
+    t = median_rounds.to_numpy()
+    return t[[0, -1]], t[1:-1:2], t[2:-1:2]
 
 
 def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, int]:
