@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             agreement.append(_agree(*runs))
             if pair == 0:
                 firsts = runs
-            repeated = repeated and all(_agree(f, m)[2] == 0 for f, m in zip(firsts, runs))
+            else:
+                repeated = repeated and all(_agree(f, m)[2] == 0 for f, m in zip(firsts, runs))
     judged, first, largest, accuracies = (max(values) for values in zip(*agreement))  # the worst pair's
     same = judged < AGREE
     print(f"floor, {args.workers} processes, again ...", flush=True)
