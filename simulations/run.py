@@ -21,7 +21,7 @@ import pandas as pd
 
 from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve
-from fedkd.client.cohort import node_count
+from fedkd.client.cohort import cohort_span, node_count
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import dataset_spec
 from fedkd.data.partition import label_histograms
@@ -100,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda *a, **k: None) if args.quiet else print
 
     spec = dataset_spec(config)
+    fewest, most = cohort_span(config) if config.cohort_size > 1 else (1, 1)
+    span = f"{most}" if fewest == most else f"{fewest} to {most}"
     public = f"public {config.public_size}" + (f" from {config.public_dataset}" if config.public_dataset else "")
     say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
         f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}"
         + (f" (augment {config.augment})" if config.augment != "none" else "") + ", "
         f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}"
-        + (f", {config.cohort_size} clients per simulated node" if config.cohort_size > 1 else ""))
+        + (f", {span} clients per simulated node" if most > 1 else ""))
     start = time.perf_counter()
     say(f"preparing data ({spec.description}) ...", flush=True)
     sizes = prepare_data(parser, config)
@@ -147,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stopped after round {s['rounds_completed']}: {s['stopped_early']}")
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
         f"sampled every {SAMPLE_INTERVAL_S:.0f} s)")
-    nodes = f"{node_count(config)} virtual nodes" + (f" of {config.cohort_size} clients each"
-                                                   if config.cohort_size > 1 else "")
+    nodes = f"{node_count(config)} virtual nodes" + (
+        f" of {span} clients" + (" each" if fewest == most else "") if most > 1 else "")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
         f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")

@@ -4,7 +4,7 @@
 import pandas as pd
 import pytest
 
-from fedkd.client.cohort import cohort_members, node_count
+from fedkd.client.cohort import cohort_members, cohort_span, node_count
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from tests.helpers import tiny_config
@@ -25,6 +25,8 @@ def test_cohorts_hold_one_architecture_and_every_client_once():
     assert cohorts == [[0, 2, 4], [6], [1, 3, 5]] and node_count(config) == 3
     assert all(len({config.model_for(p) for p in c}) == 1 for c in cohorts)
     assert node_count(config.replace(cohort_size=1)) == 7
+    assert cohort_span(config) == (1, 3)  # what the printouts say: "1 to 3 clients"
+    assert cohort_span(config.replace(cohort_size=200)) == (3, 4)  # not the 200 asked for
 
 
 @pytest.mark.parametrize("options", [

@@ -43,6 +43,13 @@ def node_count(config: RunConfig) -> int:
     return len(cohort_members(config)) if config.cohort_size > 1 else config.clients
 
 
+def cohort_span(config: RunConfig) -> tuple[int, int]:
+    """(fewest, most) clients a cohort node serves: the last cohort of an architecture
+    takes what is left, and a cohort never outgrows its architecture's clients."""
+    sizes = [len(pids) for pids in cohort_members(config)]
+    return min(sizes), max(sizes)
+
+
 def member_key(pid: int, name: str) -> str:
     return f"{pid}/{name}"
 
