@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda *a, **k: None) if args.quiet else print
 
     spec = dataset_spec(config)
-    fewest, most = cohort_span(config) if config.cohort_size > 1 else (1, 1)
+    fewest, most = cohort_span(config)  # (1, 1) with a node per client
     span = f"{most}" if fewest == most else f"{fewest} to {most}"
     public = f"public {config.public_size}" + (f" from {config.public_dataset}" if config.public_dataset else "")
     say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"peak memory {memory.peak:,.0f} MB (PSS of this process and all it started, Ray included, "
         f"sampled every {SAMPLE_INTERVAL_S:.0f} s)")
     nodes = f"{node_count(config)} virtual nodes" + (
-        f" of {span} clients" + (" each" if fewest == most else "") if most > 1 else "")
+        f" of {span} clients{' each' if fewest == most else ''}" if most > 1 else "")
     say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
         f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
