@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fedkd.results.store import SERVER, MetricsTable, ResultsError, new_folder, read_metrics
+from fedkd.results.store import SERVER, MetricsTable, ResultsError, new_folder, read_metrics, read_rows
 
 
 def _rows(table: MetricsTable, rnd: int) -> None:
@@ -50,6 +50,26 @@ def test_a_resumed_table_rewrites_what_the_stopped_run_left(tmp_path):
     _rows(resumed, 2)
     resumed.flush()
     assert len(read_metrics(tmp_path)) == 3 * 8
+
+
+def test_flushed_rows_read_back_exactly_as_the_table_held_them(tmp_path):
+    """A resumed run takes its rows from metrics.csv (the checkpoint keeps their count):
+    every value must come back bit for bit, NaN included, however it was written."""
+    table = MetricsTable(tmp_path)
+    for rnd in range(3):
+        _rows(table, rnd)
+        table.add(rnd, SERVER, "epsilon", 1 / 3 + 1e-17 * rnd)
+        table.add(rnd, SERVER, "wall_time_s", 5e-324 if rnd else 2.0 ** 53 + 2)
+        table.flush()
+    table.increment(1, SERVER, "late", 1)  # a rewritten row
+    table.flush()
+    back = read_rows(tmp_path, len(table.rows))
+    assert [r[:3] for r in back] == [r[:3] for r in table.rows]
+    assert all(type(a) is type(b) for row, kept in zip(back, table.rows) for a, b in zip(row, kept))
+    assert all(a[3] == b[3] or (math.isnan(a[3]) and math.isnan(b[3])) for a, b in zip(back, table.rows))
+    assert read_rows(tmp_path, 5) == table.rows[:5]
+    with pytest.raises(ResultsError, match=f"holds {len(table.rows)} rows, the run's checkpoint counts 99"):
+        read_rows(tmp_path, 99)
 
 
 def test_folders_started_in_the_same_second_each_get_their_own(tmp_path):

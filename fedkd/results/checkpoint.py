@@ -2,8 +2,10 @@
 
 After every round the server writes ``checkpoint.pkl`` atomically (temporary file,
 then rename): the server state (teacher signal or global models), the strategy
-with everything it holds (server models, optimisers, random generators), and the
-metric rows so far. The data splits are not copied: they are rebuilt from the seed
+with everything it holds (server models, optimisers, random generators), and how
+many metric rows the run had: they are metrics.csv's leading rows, flushed just
+before (pickling every row again each round made a checkpoint cost more each round:
+0.8 s at 1,000 clients and 100 rounds). The data splits are not copied: they are rebuilt from the seed
 and re-attached on load. Node ids are not kept either: a resumed run learns them
 again by asking every node which partition it holds.
 
@@ -93,7 +95,7 @@ class Checkpoint:
     round: int  # the last complete round
     state: ArrayRecord  # what the strategy's aggregation returned
     strategy: Any  # the FedkdStrategy, splits detached
-    rows: list[tuple[int, str, str, float]]  # the metric rows so far
+    rows: int  # how many metric rows the run had: metrics.csv's leading rows
     latest_acc: dict[int, float]  # each client's latest test accuracy
 
 

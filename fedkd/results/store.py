@@ -7,7 +7,10 @@ interrupted run keeps every finished round.
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
+import math
 import os
 import tempfile
 import time
@@ -169,6 +172,25 @@ def read_run_config(run_dir: Path) -> RunConfig:
 def read_summary(run_dir: Path) -> dict[str, Any]:
     """A finished run's summary.json."""
     return json.loads((run_dir / SUMMARY_FILE).read_text())
+
+
+def read_rows(run_dir: Path, count: int) -> list[tuple[int, str, str, float]]:
+    """The first ``count`` rows of a results folder's metrics.csv as ``MetricsTable``
+    holds them: what ``flush`` writes reads back exactly (floats in their shortest
+    round-trip form, NaN as an empty field). A ResultsError where the file holds fewer."""
+    path = run_dir / METRICS_FILE
+    try:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            next(reader, None)  # the header
+            rows = [(int(r), client, metric, float(value) if value else math.nan)
+                    for r, client, metric, value in itertools.islice(reader, count)]
+    except OSError as err:
+        raise ResultsError(f"cannot read {path}: {err.strerror or err}") from None
+    if len(rows) < count:
+        raise ResultsError(f"{path} holds {len(rows)} rows, the run's checkpoint counts {count}: "
+                           "the file was changed after the run stopped")
+    return rows
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:

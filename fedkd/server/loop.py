@@ -27,7 +27,7 @@ from fedkd.knowledge.wire import message_bytes
 from fedkd.protocol import METRICS
 from fedkd.results.checkpoint import Checkpoint
 from fedkd.results.memory import SAMPLE_INTERVAL_S, process_tree_mb
-from fedkd.results.store import SERVER, MetricsTable
+from fedkd.results.store import SERVER, MetricsTable, read_rows
 from fedkd.strategies.base import FedkdStrategy
 from fedkd.strategies.sampling import identify_messages
 
@@ -137,7 +137,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
     first = 0
     if resume is not None:
         state, latest_acc, first = resume.state, dict(resume.latest_acc), resume.round + 1
-        table.rows = list(resume.rows)
+        table.rows = read_rows(table.run_dir, resume.rows)
         identify_nodes(grid, strategy, resume.round, timeout_s)
     late = LateReplies()
     for rnd in range(first, config.rounds + 1):
@@ -207,7 +207,7 @@ def run_rounds(grid: Grid, config: RunConfig, strategy: FedkdStrategy, table: Me
         late.collect(grid, strategy, table)
         table.flush()
         if save_checkpoint is not None:
-            save_checkpoint(Checkpoint(rnd, state, strategy, list(table.rows), dict(latest_acc)))
+            save_checkpoint(Checkpoint(rnd, state, strategy, len(table.rows), dict(latest_acc)))
         on_round(rnd, {**server, "late": table.get(rnd, SERVER, "late")})
         _log_faults(rnd, strategy, unanswered, timeout_s)
     return state
