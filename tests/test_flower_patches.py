@@ -100,6 +100,29 @@ def test_a_stored_message_wakes_the_extractor(monkeypatch):
         extractor.join()
 
 
+def test_a_stored_reply_ends_the_round_loops_wait(monkeypatch):
+    """A wait of a minute ends when a client's reply is stored; without a reply it
+    lasts its timeout."""
+    for name, method in flower_patches.PATCHES.items():
+        monkeypatch.setattr(InMemoryLinkState, name, method)
+    state, grid, nodes = _federation(2)
+    (sent,) = grid.push_messages([Message(RecordDict({"c": ConfigRecord({"i": 1})}), dst_node_id=nodes[0],
+                                          message_type="train")])
+    (delivered,) = state.get_message_ins(nodes[0], limit=1)
+    started = time.monotonic()
+    flower_patches.wait_for_replies(grid, 0.2)
+    assert time.monotonic() - started >= 0.2  # nothing stored: the whole timeout
+    reply = Message(RecordDict({"c": ConfigRecord({"i": 2})}), reply_to=delivered)
+    reply.metadata.__dict__["_message_id"] = reply.object_id  # as Flower's engine names a reply
+    storer = threading.Timer(0.3, state.store_message_res, args=(reply,))
+    storer.start()
+    started = time.monotonic()
+    flower_patches.wait_for_replies(grid, 60.0)
+    storer.join()
+    assert time.monotonic() - started < 30
+    assert [m.content["c"]["i"] for m in grid.pull_messages([sent])] == [2]
+
+
 def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch):
     for name in flower_patches.FLOWER_METHODS:
         monkeypatch.setattr(InMemoryLinkState, name, flower_patches.FLOWER_METHODS[name])
@@ -113,3 +136,4 @@ def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch)
         assert flower_patches.apply() is True
         assert InMemoryLinkState.get_message_ins is flower_patches.PATCHES["get_message_ins"]
         assert vce_api.add_messages_to_queue is flower_patches._add_messages_to_queue
+        assert InMemoryGrid.wait_for_replies is flower_patches.wait_for_replies

@@ -1,4 +1,4 @@
-"""Two fixes for Flower 1.42's simulation engine, applied to simulations only.
+"""Three fixes for Flower 1.42's simulation engine, applied to simulations only.
 
 ``InMemoryLinkState.get_message_ins(node_id)`` runs its validity check (TTL,
 federation) on *every* stored message before looking at the destination, and the
@@ -15,6 +15,12 @@ messages every 100 ms, so every phase of a round began up to 100 ms (50 ms on
 average) after the server pushed it, the actors idle meanwhile. The second fix
 wakes the extractor when a message is stored (an event set by the store above);
 it still looks every ``EXTRACT_POLL_S`` without one, as Flower's does.
+
+The round loop looked for replies every 10 ms, so the last reply of every phase
+waited 5 ms on average before the server saw it, both actors idle meanwhile. The
+third fix gives the in-memory grid ``wait_for_replies``: the loop's pause between
+pulls ends as soon as a reply is stored (an event set by ``store_message_res``),
+and after its poll interval without one.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from datetime import UTC, datetime
 import flwr
 from flwr.server.superlink.fleet.vce import vce_api
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+from flwr.superlink.grid import InMemoryGrid
 
 PATCHED_VERSIONS = ("1.42.",)
 _INDEX = "_fedkd_message_ins_by_node"
 _STORED = "_fedkd_message_ins_stored"  # an event set whenever a message is stored
+_REPLIED = "_fedkd_message_res_stored"  # an event set whenever a reply is stored
 EXTRACT_POLL_S = 0.1  # Flower's interval: the extractor also looks this often without an event
-FLOWER_METHODS = {name: getattr(InMemoryLinkState, name) for name in ("store_message_ins", "get_message_ins")}
+FLOWER_METHODS = {name: getattr(InMemoryLinkState, name)
+                  for name in ("store_message_ins", "get_message_ins", "store_message_res")}
 FLOWER_EXTRACTOR = vce_api.add_messages_to_queue
 
 
@@ -42,6 +51,10 @@ def _stored(state: InMemoryLinkState) -> threading.Event:
     return state.__dict__.setdefault(_STORED, threading.Event())
 
 
+def _replied(state: InMemoryLinkState) -> threading.Event:
+    return state.__dict__.setdefault(_REPLIED, threading.Event())
+
+
 def _store_message_ins(self, message):
     """Flower's store_message_ins, recording the stored id under its destination node
     and waking the extractor."""
@@ -51,6 +64,23 @@ def _store_message_ins(self, message):
             _index(self).setdefault(message.metadata.dst_node_id, {})[message_id] = None
         _stored(self).set()
     return message_id
+
+
+def _store_message_res(self, message):
+    """Flower's store_message_res, waking the grid's ``wait_for_replies``."""
+    message_id = FLOWER_METHODS["store_message_res"](self, message)
+    if message_id is not None:
+        _replied(self).set()
+    return message_id
+
+
+def wait_for_replies(grid: InMemoryGrid, timeout: float) -> None:
+    """Return once a reply has been stored since the last call, or after ``timeout`` s.
+    The event is cleared after the wait, before the caller pulls: a reply stored after
+    that pull sets it again, so none is missed."""
+    replied = _replied(grid.state)
+    replied.wait(timeout)
+    replied.clear()
 
 
 def _get_message_ins(self, node_id, limit, *, run_id=None):
@@ -89,7 +119,8 @@ def _add_messages_to_queue(state, queue, nodes_mapping, f_stop) -> None:
         stored.wait(EXTRACT_POLL_S)
 
 
-PATCHES = {"store_message_ins": _store_message_ins, "get_message_ins": _get_message_ins}
+PATCHES = {"store_message_ins": _store_message_ins, "get_message_ins": _get_message_ins,
+           "store_message_res": _store_message_res}
 
 
 def apply() -> bool:
@@ -99,4 +130,5 @@ def apply() -> bool:
     for name, method in PATCHES.items():
         setattr(InMemoryLinkState, name, method)
     vce_api.add_messages_to_queue = _add_messages_to_queue
+    InMemoryGrid.wait_for_replies = wait_for_replies
     return True

@@ -94,6 +94,7 @@ class PoolGrid:
         self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers else None
         self.replies: dict[str, Message] = {}  # by the id of the message they answer
         self.lock = threading.Lock()
+        self.replied = threading.Event()  # set when a reply comes in
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
@@ -103,6 +104,7 @@ class PoolGrid:
         with self.lock:
             self.contexts[context.node_id] = context
             self.replies[reply.metadata.reply_to_message_id] = reply
+        self.replied.set()
 
     def push_messages(self, messages: Iterable[Message]) -> list[str]:
         ids = []
@@ -114,6 +116,11 @@ class PoolGrid:
             else:
                 self.pool.apply_async(_handle, (job,), callback=self._done)
         return ids
+
+    def wait_for_replies(self, timeout: float) -> None:
+        """Return once a reply has come since the last call, or after ``timeout`` s."""
+        self.replied.wait(timeout)
+        self.replied.clear()
 
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
         with self.lock:

@@ -71,8 +71,19 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
             bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
         if not waiting or time.monotonic() >= deadline:
             break
-        time.sleep(getattr(grid, "pull_interval", 0.1))
+        _pause(grid)
     return replies, waiting
+
+
+def _pause(grid: Grid) -> None:
+    """Between two pulls: until the grid says a reply came (``wait_for_replies``, where it
+    can) or its ``pull_interval`` has passed."""
+    interval = getattr(grid, "pull_interval", 0.1)
+    wait = getattr(grid, "wait_for_replies", None)
+    if wait is None:
+        time.sleep(interval)
+    else:
+        wait(interval)
 
 
 class LateReplies:
