@@ -27,6 +27,7 @@ from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid import InMemoryGrid
 
 from fedkd.runtime import flower_patches
+from fedkd.server.loop import _pause
 
 RUN_ID, TASK_ID = 7, 11
 
@@ -105,19 +106,22 @@ def test_a_stored_reply_ends_the_round_loops_wait(monkeypatch):
     lasts its timeout."""
     for name, method in flower_patches.PATCHES.items():
         monkeypatch.setattr(InMemoryLinkState, name, method)
+    monkeypatch.setattr(InMemoryGrid, "replied", property(flower_patches._grid_replied), raising=False)
     state, grid, nodes = _federation(2)
     (sent,) = grid.push_messages([Message(RecordDict({"c": ConfigRecord({"i": 1})}), dst_node_id=nodes[0],
                                           message_type="train")])
     (delivered,) = state.get_message_ins(nodes[0], limit=1)
+    grid.pull_interval = 0.2
     started = time.monotonic()
-    flower_patches.wait_for_replies(grid, 0.2)
+    _pause(grid)  # the round loop's pause over this grid
     assert time.monotonic() - started >= 0.2  # nothing stored: the whole timeout
     reply = Message(RecordDict({"c": ConfigRecord({"i": 2})}), reply_to=delivered)
     reply.metadata.__dict__["_message_id"] = reply.object_id  # as Flower's engine names a reply
     storer = threading.Timer(0.3, state.store_message_res, args=(reply,))
     storer.start()
+    grid.pull_interval = 60.0
     started = time.monotonic()
-    flower_patches.wait_for_replies(grid, 60.0)
+    _pause(grid)  # the round loop's pause over this grid
     storer.join()
     assert time.monotonic() - started < 30
     assert [m.content["c"]["i"] for m in grid.pull_messages([sent])] == [2]
@@ -136,4 +140,4 @@ def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch)
         assert flower_patches.apply() is True
         assert InMemoryLinkState.get_message_ins is flower_patches.PATCHES["get_message_ins"]
         assert vce_api.add_messages_to_queue is flower_patches._add_messages_to_queue
-        assert InMemoryGrid.wait_for_replies is flower_patches.wait_for_replies
+        assert InMemoryGrid.replied.fget is flower_patches._grid_replied

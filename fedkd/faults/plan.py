@@ -79,7 +79,7 @@ class UnreliableGrid:
     def __init__(self, grid, plan: FaultPlan, partition_of: Callable[[int], int | None]):
         self.grid, self.plan, self.partition_of = grid, plan, partition_of
         self.pull_interval = getattr(grid, "pull_interval", 0.1)
-        self.wait_for_replies = getattr(grid, "wait_for_replies", None)
+        self.replied = getattr(grid, "replied", None)  # a threading.Event set when a reply comes in
         self.lost: set[str] = set()  # ids of messages that never reached their node
         self.slow: dict[str, float] = {}  # message id -> earliest time its reply may arrive
         self.held: dict[str, Message] = {}  # stragglers' replies, by the id they answer

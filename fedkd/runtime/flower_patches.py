@@ -18,9 +18,9 @@ it still looks every ``EXTRACT_POLL_S`` without one, as Flower's does.
 
 The round loop looked for replies every 10 ms, so the last reply of every phase
 waited 5 ms on average before the server saw it, both actors idle meanwhile. The
-third fix gives the in-memory grid ``wait_for_replies``: the loop's pause between
-pulls ends as soon as a reply is stored (an event set by ``store_message_res``),
-and after its poll interval without one.
+third fix gives the in-memory grid a ``replied`` event, set by ``store_message_res``:
+the loop's pause between pulls ends as soon as a reply is stored, and after its poll
+interval without one.
 """
 
 from __future__ import annotations
@@ -67,20 +67,16 @@ def _store_message_ins(self, message):
 
 
 def _store_message_res(self, message):
-    """Flower's store_message_res, waking the grid's ``wait_for_replies``."""
+    """Flower's store_message_res, setting the grid's ``replied``."""
     message_id = FLOWER_METHODS["store_message_res"](self, message)
     if message_id is not None:
         _replied(self).set()
     return message_id
 
 
-def wait_for_replies(grid: InMemoryGrid, timeout: float) -> None:
-    """Return once a reply has been stored since the last call, or after ``timeout`` s.
-    The event is cleared after the wait, before the caller pulls: a reply stored after
-    that pull sets it again, so none is missed."""
-    replied = _replied(grid.state)
-    replied.wait(timeout)
-    replied.clear()
+def _grid_replied(grid: InMemoryGrid) -> threading.Event:
+    """The event its link state sets whenever a reply is stored."""
+    return _replied(grid.state)
 
 
 def _get_message_ins(self, node_id, limit, *, run_id=None):
@@ -130,5 +126,5 @@ def apply() -> bool:
     for name, method in PATCHES.items():
         setattr(InMemoryLinkState, name, method)
     vce_api.add_messages_to_queue = _add_messages_to_queue
-    InMemoryGrid.wait_for_replies = wait_for_replies
+    InMemoryGrid.replied = property(_grid_replied)
     return True

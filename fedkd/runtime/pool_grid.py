@@ -117,11 +117,6 @@ class PoolGrid:
                 self.pool.apply_async(_handle, (job,), callback=self._done)
         return ids
 
-    def wait_for_replies(self, timeout: float) -> None:
-        """Return once a reply has come since the last call, or after ``timeout`` s."""
-        self.replied.wait(timeout)
-        self.replied.clear()
-
     def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
         with self.lock:
             return [self.replies.pop(i) for i in message_ids if i in self.replies]

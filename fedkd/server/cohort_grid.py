@@ -39,7 +39,7 @@ class CohortGrid:
     def __init__(self, grid, config: RunConfig):
         self.grid, self.run = grid, ConfigRecord(config.client_run_config())
         self.pull_interval = getattr(grid, "pull_interval", 0.1)
-        self.wait_for_replies = getattr(grid, "wait_for_replies", None)
+        self.replied = getattr(grid, "replied", None)  # a threading.Event set when a reply comes in
         self.node_of: dict[int, int] = {}  # virtual node id -> the cohort node serving it
         self.sent: dict[str, list[tuple[str, int]]] = {}  # cohort message id -> (message id, pid) per member
         self.ready: dict[str, list[Message]] = {}  # message id -> its replies (a broadcast gets one per member)

@@ -76,14 +76,16 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
 
 
 def _pause(grid: Grid) -> None:
-    """Between two pulls: until the grid says a reply came (``wait_for_replies``, where it
-    can) or its ``pull_interval`` has passed."""
+    """Between two pulls: until the grid's ``replied`` event says a reply came (where it
+    has one) or its ``pull_interval`` has passed. The event is cleared before the next
+    pull: a reply stored after that pull sets it again, so none is missed."""
     interval = getattr(grid, "pull_interval", 0.1)
-    wait = getattr(grid, "wait_for_replies", None)
-    if wait is None:
+    replied = getattr(grid, "replied", None)
+    if replied is None:
         time.sleep(interval)
     else:
-        wait(interval)
+        replied.wait(interval)
+        replied.clear()
 
 
 class LateReplies:
