@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedkd.cli.flags import build_parser, prepare_data, resolve, writable_folder
+from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text, writable_folder
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, SERVER, read_metrics, read_server_metrics, write_atomic
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{first:.1e}, in all rounds {largest:.1e}; {accuracies} client accuracies differ")
     if args.pairs > 1:
         print(f"each mode's {args.pairs} runs: the same metrics (same seed, same cohort size): {repeated}")
-    print(f"workload: {config.clients} clients, {config.rounds} rounds, fraction {config.fraction}, "
+    print(f"workload: {config.clients} clients, {rounds_text(config.rounds)}, fraction {config.fraction}, "
           f"models {config.models}, {config.dataset}, eval-size {config.eval_size or 'all'}; {args.workers} floor "
           f"processes, {cores} cores, load {load:.2f} before the run")
     print(f"table: {args.csv}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, rounds_text, timed_folder
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     out = timed_folder(parser, Path(base.out), "compare-")
     rows, total = [], len(strategies) * len(seeds)
     print(f"comparing {', '.join(strategies)} on {base.dataset}, {base.clients} clients ({base.partition}), "
-          f"models {base.models}, {base.rounds} rounds, seeds {seeds} -> {out}/")
+          f"models {base.models}, {rounds_text(base.rounds)}, seeds {seeds} -> {out}/")
     for seed in seeds:
         prepare_data(parser, base.replace(seed=seed))
         for strategy in strategies:

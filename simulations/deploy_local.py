@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from fedkd.cli.flags import build_parser, prepare_data, resolve, timed_folder, writable_folder
+from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text, timed_folder, writable_folder
 from fedkd.config import RunConfig
 from fedkd.data.datasets import load_splits
 from fedkd.data.node_data import FORMATS, NodeDataError, load_node_data
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     security = "insecure (no TLS, no authentication)" if args.insecure else \
         "TLS" + ("" if args.no_auth else " + SuperNode authentication")
     print(f"deploy_local: SuperLink + {config.clients} SuperNodes on 127.0.0.1, {security}; "
-          f"{config.strategy} on {config.dataset}, {config.rounds} rounds; logs in {workdir}/logs", flush=True)
+          f"{config.strategy} on {config.dataset}, {rounds_text(config.rounds)}; logs in {workdir}/logs", flush=True)
     say = (lambda line: None) if args.quiet else print
     started = time.perf_counter()
     signal.signal(signal.SIGTERM, _interrupt)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
+from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, rounds_text, timed_folder
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("flwr").setLevel(logging.WARNING)
 
     out = timed_folder(parser, Path(base.out), "robustness-")
-    print(f"{base.strategy} on {base.dataset}, {base.clients} clients ({base.partition}), {base.rounds} rounds: "
+    print(f"{base.strategy} on {base.dataset}, {base.clients} clients ({base.partition}), {rounds_text(base.rounds)}: "
           f"{base.byzantine_frac:.0%} Byzantine clients, attacks {', '.join(attacks)}, aggregators "
           f"{', '.join(aggregators)} -> {out}/")
     rows = []

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fedkd import rules
-from fedkd.cli.flags import build_parser, prepare_data, resolve
+from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text
 from fedkd.client.cohort import cohort_span, node_count
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import dataset_spec
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"fedkd: {config.strategy} on {config.dataset} ({public}, {config.public_subset} per round, "
         f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}"
         + (f" (augment {config.augment})" if config.augment != "none" else "") + ", "
-        f"{config.rounds} rounds, fraction {config.fraction}, seed {config.seed}"
+        f"{rounds_text(config.rounds)}, fraction {config.fraction}, seed {config.seed}"
         + (f", {span} clients per simulated node" if most > 1 else ""))
     start = time.perf_counter()
     say(f"preparing data ({spec.description}) ...", flush=True)

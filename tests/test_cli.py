@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fedkd.cli.flags import rounds_text
 from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +48,7 @@ def test_shell_invocation_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "--alpha=-2.0: must be > 0" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_of_one_round_says_round():
+    assert (rounds_text(1), rounds_text(2), rounds_text(10)) == ("1 round", "2 rounds", "10 rounds")

@@ -22,6 +22,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def rounds_text(rounds: int) -> str:
+    """"1 round", "10 rounds": how the scripts name a run's length."""
+    return f"{rounds} round{'' if rounds == 1 else 's'}"
+
+
 def build_parser(prog: str, description: str) -> Parser:
     parser = Parser(prog=prog, description=description)
     for f in dataclasses.fields(RunConfig):
