@@ -12,6 +12,7 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -23,9 +24,10 @@ from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text
 from fedkd.client.cohort import cohort_span, node_count
 from fedkd.config import ConfigError, RunConfig
-from fedkd.data.datasets import dataset_spec
+from fedkd.data.datasets import dataset_spec, load_splits
 from fedkd.data.partition import label_histograms
 from fedkd.privacy.mechanisms import MECHANISMS
+from fedkd.results import checkpoint
 from fedkd.results.checkpoint import CheckpointError
 from fedkd.results.memory import SAMPLE_INTERVAL_S, PeakMemory
 from fedkd.results.store import (
@@ -35,6 +37,7 @@ from fedkd.results.store import (
     SUMMARY_FILE,
     ResultsError,
     new_run_dir,
+    read_rows,
     read_run_config,
     read_summary,
     write_atomic,
@@ -71,6 +74,18 @@ def resumed_config(parser, args) -> RunConfig:
     except ConfigError as err:
         parser.error(f"--resume={run_dir}: its {CONFIG_FILE} has --{err.key}={err.value}: {err.allowed}")
     return config
+
+
+def check_resumable(parser, config: RunConfig, run_dir: Path) -> None:
+    """Exit 2, before the engine starts, where the checkpoint cannot be read or
+    metrics.csv no longer holds the rows it counts (the ServerApp reads both again)."""
+    try:
+        read_rows(run_dir, checkpoint.load(run_dir, load_splits(config)).rows)
+    except (ResultsError, CheckpointError) as err:
+        parser.error(f"--resume={run_dir}: {err}")
+    except (pickle.UnpicklingError, EOFError) as err:
+        parser.error(f"--resume={run_dir}: {CHECKPOINT_FILE} cannot be read ({err or type(err).__name__}): "
+                     "it was changed after the run stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = prepare_data(parser, config)
     say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
+    if args.resume:
+        check_resumable(parser, config, args.resume)
 
     try:
         run_dir = args.resume or new_run_dir(config)

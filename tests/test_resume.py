@@ -119,6 +119,25 @@ def test_resume_refuses_a_finished_run_and_a_folder_without_checkpoint(tmp_path,
     assert "drop --rounds" in capsys.readouterr().err
 
 
+def test_resume_refuses_a_changed_metrics_file_or_checkpoint_before_the_engine_starts(tmp_path, capsys):
+    run, cut = load_script("run"), tmp_path / "cut"
+    cut.mkdir()
+    with pytest.raises(Interrupt):
+        _run(tiny_config(), cut, on_round=_stop_after(1))
+    lines = (cut / "metrics.csv").read_text().splitlines(keepends=True)
+    (cut / "metrics.csv").write_text("".join(lines[:4]))
+    with pytest.raises(SystemExit) as err:
+        run.main(["--resume", str(cut)])
+    assert err.value.code == 2
+    assert f"metrics.csv holds 3 rows, the run's checkpoint counts {len(lines) - 1}" in capsys.readouterr().err
+    assert not (cut / "clients.csv").exists()  # refused before run.py writes anything
+    assert (cut / "metrics.csv").read_text() == "".join(lines[:4])  # the file as the user left it
+    (cut / "checkpoint.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(SystemExit):
+        run.main(["--resume", str(cut)])
+    assert "checkpoint.pkl cannot be read" in capsys.readouterr().err
+
+
 def test_a_results_folder_that_cannot_be_written_stops_the_run_and_keeps_earlier_rounds(tmp_path, monkeypatch):
     import fedkd.results.store as results
 
