@@ -12,7 +12,6 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
-import pickle
 import sys
 import time
 from pathlib import Path
@@ -83,9 +82,6 @@ def check_resumable(parser, config: RunConfig, run_dir: Path) -> None:
         read_rows(run_dir, checkpoint.load(run_dir, load_splits(config)).rows)
     except (ResultsError, CheckpointError) as err:
         parser.error(f"--resume={run_dir}: {err}")
-    except (pickle.UnpicklingError, EOFError) as err:
-        parser.error(f"--resume={run_dir}: {CHECKPOINT_FILE} cannot be read ({err or type(err).__name__}): "
-                     "it was changed after the run stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,9 +5,9 @@ then rename): the server state (teacher signal or global models), the strategy
 with everything it holds (server models, optimisers, random generators), and how
 many metric rows the run had: they are metrics.csv's leading rows, flushed just
 before (pickling every row again each round made a checkpoint cost more each round:
-0.8 s at 1,000 clients and 100 rounds). The data splits are not copied: they are rebuilt from the seed
-and re-attached on load. Node ids are not kept either: a resumed run learns them
-again by asking every node which partition it holds.
+0.8 s at 1,000 clients and 100 rounds). The data splits are not copied: they are
+rebuilt from the seed and re-attached on load. Node ids are not kept either: a
+resumed run learns them again by asking every node which partition it holds.
 
 Clients keep their own state (``context.state``: the student, FedDistill's last
 upload) in ``ClientStateStore`` files, versioned by round, so a resumed client
@@ -133,8 +133,12 @@ def load(run_dir: Path, splits: Splits) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"{path} does not exist: no round of this run completed, or it finished "
                               "(a finished run removes its checkpoint)")
-    with path.open("rb") as f:
-        checkpoint = _Unpickler(f, splits).load()
+    try:
+        with path.open("rb") as f:
+            checkpoint = _Unpickler(f, splits).load()
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err or type(err).__name__}): "
+                              "it was changed after the run stopped") from None
     checkpoint.strategy.node_map.forget()
     return checkpoint
 
