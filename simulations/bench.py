@@ -83,7 +83,7 @@ def _floor_row(config, workers: int, when: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("bench.py", __doc__.split("\n")[0])
+    parser = build_parser("bench.py", __doc__.split("\n")[0], rounds=5, cohort_size=25)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes of the floor, 1 to the cores (default: one per core, as Ray's actors)")
     parser.add_argument("--csv", default="results/bench.csv", help="where to write the table")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="(a) then (b), this many times (default 1); with more, the ratios are the medians "
                              "over the pairs, each pair's beside them")
     args = parser.parse_args(argv)
-    config = resolve(parser, args, rounds=5, cohort_size=25)
+    config = resolve(parser, args)
     if config.rounds < 2:
         parser.error(f"--rounds={config.rounds}: the benchmark needs >= 2 (round 1 is excluded)")
     if config.cohort_size < 2:

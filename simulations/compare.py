@@ -95,12 +95,12 @@ def markdown(table: pd.DataFrame, seeds: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("compare.py", __doc__.split("\n")[0])
+    parser = build_parser("compare.py", __doc__.split("\n")[0], cohort_size=0)
     parser.add_argument("--strategies", default=",".join(STRATEGIES), metavar="LIST",
                         help=f"strategies to compare (default: all: {','.join(STRATEGIES)})")
     parser.add_argument("--seeds", default=None, metavar="LIST", help="seeds, e.g. 0,1,2 (default: --seed)")
     args = parser.parse_args(argv)
-    base = resolve(parser, args, cohort_size=0)
+    base = resolve(parser, args)
     strategies = comma_list(parser, "strategies", args.strategies)
     seeds = comma_list(parser, "seeds", args.seeds, convert=int) if args.seeds else [base.seed]
     if min(seeds) < 0:

@@ -62,7 +62,7 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("deploy_local.py", __doc__.split("\n")[0])
+    parser = build_parser("deploy_local.py", __doc__.split("\n")[0], clients=DEFAULT_CLIENTS)
     parser.add_argument("--insecure", action="store_true",
                         help="plain connections and no SuperNode authentication (TLS and authentication are on by default)")
     parser.add_argument("--no-auth", action="store_true", help="TLS without SuperNode authentication")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="certificates, keys, Flower's home and process logs (default: <out>/deployments/<time>)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the run's log")
     args = parser.parse_args(argv)
-    config = resolve(parser, args, clients=DEFAULT_CLIENTS)
+    config = resolve(parser, args)
     if config.cohort_size > 1:
         parser.error(f"--cohort-size={config.cohort_size}: cohorts are a simulation's; a deployment runs one "
                      "client per SuperNode (cohort-size 1)")

@@ -21,10 +21,10 @@ from fedkd.data.partition import partition_indices
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("node_data.py", __doc__.split("\n")[0])
+    parser = build_parser("node_data.py", __doc__.split("\n")[0], clients=3)
     parser.add_argument("--format", choices=("npz", "csv"), default="npz", help="file format (default: npz)")
     args = parser.parse_args(argv)
-    config = resolve(parser, args, clients=3)
+    config = resolve(parser, args)
     prepare_data(parser, config)
     splits = load_splits(config)
     out = Path(config.out)

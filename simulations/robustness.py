@@ -40,13 +40,14 @@ def table_markdown(runs: pd.DataFrame, column: str, aggregators: list[str], atta
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("robustness.py", __doc__.split("\n")[0])
+    parser = build_parser("robustness.py", __doc__.split("\n")[0], byzantine_frac=DEFAULT_BYZANTINE_FRAC,
+                          cohort_size=0)
     parser.add_argument("--attacks", default=",".join(ATTACKS), metavar="LIST",
                         help=f"attacks to run (default: all: {','.join(ATTACKS)})")
     parser.add_argument("--aggregators", default=",".join(AGGREGATORS), metavar="LIST",
                         help=f"aggregators to compare (default: all: {','.join(AGGREGATORS)})")
     args = parser.parse_args(argv)
-    base = resolve(parser, args, byzantine_frac=DEFAULT_BYZANTINE_FRAC, cohort_size=0)
+    base = resolve(parser, args)
     attacks = comma_list(parser, "attacks", args.attacks, ATTACKS)
     aggregators = comma_list(parser, "aggregators", args.aggregators, AGGREGATORS)
     if base.byzantine_frac == 0:

@@ -85,7 +85,7 @@ def check_resumable(parser, config: RunConfig, run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("run.py", __doc__.split("\n")[0])
+    parser = build_parser("run.py", __doc__.split("\n")[0], cohort_size=0)
     parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     parser.add_argument("--quiet", action="store_true", help="no per-round lines or progress bar")
     parser.add_argument("--ray-address", metavar="HOST:PORT",
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="continue the interrupted run in RUN_DIR from its last complete round "
                              "(its own configuration; run-config flags are not allowed with it)")
     args = parser.parse_args(argv)
-    config = resumed_config(parser, args) if args.resume else resolve(parser, args, cohort_size=0)
+    config = resumed_config(parser, args) if args.resume else resolve(parser, args)
     from fedkd.runtime.simulation import check_resources, simulate
 
     try:

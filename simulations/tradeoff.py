@@ -120,7 +120,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("tradeoff.py", __doc__.split("\n")[0])
+    parser = build_parser("tradeoff.py", __doc__.split("\n")[0], cohort_size=0)
     parser.add_argument("--eps", default="0.5,1,2,4,8,inf", metavar="LIST",
                         help="privacy budgets ε (default: 0.5,1,2,4,8,inf; inf = no DP)")
     parser.add_argument("--strategies", default="fedmd,dsfl", metavar="LIST",
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the whole grid once per number of clients, e.g. 100,300,1000 (default: --clients)")
     args = parser.parse_args(argv)
     strategies = comma_list(parser, "strategies", args.strategies, STRATEGIES)
-    base = resolve(parser, args, strategy=strategies[0], cohort_size=0)  # flags are checked against a strategy that runs
+    base = resolve(parser, args, strategy=strategies[0])  # flags are checked against a strategy that runs
     eps = parse_eps(parser, args.eps)
     mechanisms = comma_list(parser, "mechanisms", args.mechanisms, private)
     if args.attack_clients < 1:

@@ -1,12 +1,15 @@
 """simulations/run.py rejects bad input with one line, exit code 2, and writes nothing."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fedkd.cli import flags
 from fedkd.cli.flags import rounds_text
+from fedkd.config import RunConfig
 from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +55,41 @@ def test_shell_invocation_prints_no_traceback(tmp_path):
 
 def test_a_run_of_one_round_says_round():
     assert (rounds_text(1), rounds_text(2), rounds_text(10)) == ("1 round", "2 rounds", "10 rounds")
+
+
+class _Resolved(Exception):
+    """Raised where a script's run config is about to be checked: it holds what the script runs with."""
+
+
+@pytest.mark.parametrize("script", ["run", "bench", "compare", "tradeoff", "robustness", "deploy_local", "node_data"])
+def test_help_shows_the_defaults_the_script_runs_with(script, tmp_path, monkeypatch, capsys):
+    """Scripts set some run-config keys their own way (bench.py 5 rounds and cohorts of 25,
+    run.py cohorts chosen for the machine, deploy_local.py 3 clients): ``--help`` names, for
+    every run-config flag, the value the script takes when the flag is not given (an empty
+    one is left to the flag's own words: the data set's, detected, none)."""
+    monkeypatch.chdir(tmp_path)
+    module = load_script(script)
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    text = text[text.index("options:"):]
+
+    def capture(run_config):
+        raise _Resolved(run_config)
+
+    monkeypatch.setattr(flags.rules, "load", capture)
+    with pytest.raises(_Resolved) as resolved:
+        module.main([])
+    taken = {key: str(value) for key, value in resolved.value.args[0].items()}
+    fields = {RunConfig.key_of(f.name): f for f in dataclasses.fields(RunConfig)}
+    assert set(taken) == set(fields)
+    starts = [text.index(f"--{key} {type(f.default).__name__.upper()} ") for key, f in fields.items()]
+    assert starts == sorted(starts)  # in the config's order, the script's own flags after them
+    starts.append(starts[-1] + text[starts[-1] + 2:].index(" --") + 2)
+    for (key, f), start, end in zip(fields.items(), starts, starts[1:]):
+        said = text[start:end].strip()
+        if taken[key]:
+            assert said.endswith(f"(default: {taken[key]})"), (key, said)
+        else:
+            assert "(default: )" not in said, (key, said)

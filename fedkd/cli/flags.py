@@ -18,6 +18,8 @@ from fedkd.results.store import ResultsError, new_folder
 
 
 class Parser(argparse.ArgumentParser):
+    run_defaults: dict[str, Any] = {}  # the script's own run-config defaults (RunConfig field names)
+
     def error(self, message: str):  # one line, exit 2, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
@@ -27,12 +29,16 @@ def rounds_text(rounds: int) -> str:
     return f"{rounds} round{'' if rounds == 1 else 's'}"
 
 
-def build_parser(prog: str, description: str) -> Parser:
+def build_parser(prog: str, description: str, **defaults) -> Parser:
+    """A flag per run-config key; ``defaults`` (field names) are the script's own, where
+    they differ from the project's: ``--help`` shows them and ``resolve`` applies them.
+    An empty default is left to the key's own words (the data set's, detected, none)."""
     parser = Parser(prog=prog, description=description)
+    parser.run_defaults = defaults
     for f in dataclasses.fields(RunConfig):
-        key = RunConfig.key_of(f.name)
-        parser.add_argument(f"--{key}", dest=f.name, metavar=type(f.default).__name__.upper(),
-                            type=str, help=f"{RunConfig.help_of(key)} (default: {f.default})")
+        key, default = RunConfig.key_of(f.name), defaults.get(f.name, f.default)
+        parser.add_argument(f"--{key}", dest=f.name, metavar=type(f.default).__name__.upper(), type=str,
+                            help=RunConfig.help_of(key) + ("" if default == "" else f" (default: {default})"))
     return parser
 
 
@@ -53,11 +59,12 @@ def comma_list(parser: Parser, flag: str, text: str, allowed: Iterable[str] | No
 
 
 def resolve(parser: Parser, args: argparse.Namespace, **defaults) -> RunConfig:
-    """The validated config (``defaults`` override the project's); exits 2 naming the flag."""
+    """The validated config: the flags given, else ``defaults`` (known only once the flags
+    are read), else the script's (``build_parser``), else the project's; exits 2 naming the flag."""
     given = {RunConfig.key_of(f.name): getattr(args, f.name)
              for f in dataclasses.fields(RunConfig) if getattr(args, f.name) is not None}
     base = RunConfig().to_run_config()
-    base.update({RunConfig.key_of(k): v for k, v in defaults.items()})
+    base.update({RunConfig.key_of(k): v for k, v in {**parser.run_defaults, **defaults}.items()})
     try:
         config = rules.load({**base, **given})
     except ConfigError as err:
