@@ -86,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser("bench.py", __doc__.split("\n")[0], rounds=5, cohort_size=25)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processes of the floor, 1 to the cores (default: one per core, as Ray's actors)")
-    parser.add_argument("--csv", default="results/bench.csv", help="where to write the table")
+    parser.add_argument("--csv", default="results/bench.csv",
+                        help="where to write the table (default: results/bench.csv)")
     parser.add_argument("--pairs", type=int, default=1,
-                        help="(a) then (b), this many times (default 1); with more, the ratios are the medians "
-                             "over the pairs, each pair's beside them")
+                        help="(a) then (b), this many times; with more, the ratios are the medians "
+                             "over the pairs, each pair's beside them (default: 1)")
     args = parser.parse_args(argv)
     config = resolve(parser, args)
     if config.rounds < 2:
