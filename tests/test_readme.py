@@ -2,14 +2,17 @@
 the README and in a script's own docstring (its ``--help``) parses and passes the
 scripts' checks, and where the README shows a refusal under a command, the script
 refuses it with that very line. Commands that need what a test machine lacks (a
-results folder, the hub, a user's folder, a cluster, node files) are left out."""
+results folder, the hub, a user's folder, a cluster, node files) are left out. And the
+flag table names every run-config key with its default."""
 
 import ast
+import dataclasses
 import re
 import shlex
 
 import pytest
 
+from fedkd.config import RunConfig
 from tests.helpers import ROOT, load_script
 
 NEEDS_MORE = ("<", "results/", "hf:", "path:", "HEAD_IP", "--data-dir")
@@ -74,3 +77,18 @@ def test_a_readme_command_is_taken_or_refused_as_the_readme_shows(script, text, 
         assert refusal is not None and exit_.code == 2 and err == refusal + "\n", err
         return
     pytest.fail("the script neither refused the command nor reached its work")
+
+
+def test_the_configuration_table_has_a_row_for_every_run_config_key_with_its_default():
+    """The README's flag table is where users look a flag up: every run-config key has
+    one row, whose default is the project's (an empty one, "the data set's" and the
+    like, is said in words)."""
+    text = (ROOT / "README.md").read_text().split("\n## Configuration\n")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `--([a-z0-9-]+)` \|([^|]*)\|", text, re.MULTILINE)
+    table = {key: cell.strip() for key, cell in rows}
+    assert len(table) == len(rows)
+    fields = {RunConfig.key_of(f.name): f.default for f in dataclasses.fields(RunConfig)}
+    assert set(table) == set(fields)
+    for key, default in fields.items():
+        if default != "":
+            assert table[key].split(";")[0].strip() == str(default), (key, table[key])
