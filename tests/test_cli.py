@@ -1,4 +1,6 @@
-"""simulations/run.py rejects bad input with one line, exit code 2, and writes nothing."""
+"""The scripts' command line: run.py rejects bad input with one line, exit code 2, and
+writes nothing; a run's length reads "1 round"; ``--help`` shows the defaults each script
+runs with."""
 
 import dataclasses
 import subprocess
