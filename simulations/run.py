@@ -84,6 +84,17 @@ def check_resumable(parser, config: RunConfig, run_dir: Path) -> None:
         parser.error(f"--resume={run_dir}: {err}")
 
 
+def stopped(run_dir: Path, why: str, code: int) -> int:
+    """Say why the run stopped and how to continue it from its last checkpoint; return ``code``."""
+    print(f"run.py: {why}", file=sys.stderr)
+    if (run_dir / CHECKPOINT_FILE).exists():
+        print(f"rounds finished so far are in {run_dir}/ (metrics.csv); continue with "
+              f"python simulations/run.py --resume {run_dir}", file=sys.stderr)
+    else:
+        print(f"no round finished in {run_dir}/: nothing to resume", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("run.py", __doc__.split("\n")[0], cohort_size=0)
     parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
@@ -100,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(its own configuration; run-config flags are not allowed with it)")
     args = parser.parse_args(argv)
     config = resumed_config(parser, args) if args.resume else resolve(parser, args)
-    from fedkd.runtime.simulation import check_resources, simulate
+    from fedkd.runtime.simulation import EngineFailed, check_ray_address, check_resources, simulate
 
     try:
         check_resources(config.device, args.cpus_per_client, args.gpus_per_client, args.ray_address)
+        if args.ray_address:
+            check_ray_address(args.ray_address)
     except ConfigError as err:
         parser.error(f"--{err.key}={err.value}: {err.allowed}")
     if not args.verbose:
@@ -139,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
                      cpus_per_client=args.cpus_per_client, resume=args.resume is not None,
                      gpus_per_client=args.gpus_per_client)
         except (ResultsError, CheckpointError) as err:  # Flower re-raises what stopped the ServerApp
-            print(f"run.py: error: the run stopped: {err}", file=sys.stderr)
-            print(f"rounds finished so far are in {run_dir}/ (metrics.csv); continue with "
-                  f"python simulations/run.py --resume {run_dir}", file=sys.stderr)
-            return 1
+            return stopped(run_dir, f"error: the run stopped: {err}", 1)
+        except EngineFailed as err:
+            return stopped(run_dir, f"error: the simulation engine stopped ({err}); Flower's log above has "
+                                    "the traceback", 1)
+        except KeyboardInterrupt:
+            return stopped(run_dir, "interrupted", 130)
     total = time.perf_counter() - start
     s = read_summary(run_dir)
     s["memory_mb_peak"] = memory.peak

@@ -8,6 +8,7 @@ before any work: no results folder, no process, no round.
 """
 
 import json
+import socket
 
 import pytest
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
@@ -157,6 +158,34 @@ def test_a_cluster_may_hold_more_cores_and_gpus_than_this_machine(monkeypatch):
     check_resources("auto", 8, 0.25, "10.0.0.5:6379")  # refused without the address
     with pytest.raises(ConfigError, match="at most this machine's 2 cores"):
         check_resources("auto", 8, 0, None)
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (the system's pick, freed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("address", ["10.0.0.5", "10.0.0.5:", ":6379", "10.0.0.5:99999", "10.0.0.5:head",
+                                     "127.0.0.1:CLOSED"])
+def test_run_refuses_a_ray_address_where_no_head_answers_before_any_work(address, tmp_path, capsys):
+    """Ray retries a head it cannot reach every 36 s without end: the run would hang in round 0."""
+    address = address.replace("CLOSED", str(_closed_port()))
+    with pytest.raises(SystemExit) as exit_:
+        load_script("run").main([f"--ray-address={address}", "--clients=4", f"--out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"run.py: error: --ray-address={address}: " in err and err.count("\n") == 1
+    assert ("no Ray head answers there" in err) == address.startswith("127.0.0.1")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_address_where_a_head_listens_is_accepted():
+    from fedkd.runtime.simulation import check_ray_address
+    with socket.socket() as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        check_ray_address(f"127.0.0.1:{head.getsockname()[1]}")
 
 
 @pytest.mark.parametrize("flag", ["--workers=3", "--workers=0", "--csv=FILE/bench.csv", "--csv=DIR", "--pairs=0"])

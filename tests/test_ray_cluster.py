@@ -12,7 +12,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from fedkd.runtime.simulation import simulate
+from fedkd.runtime.simulation import check_ray_address, simulate
 from tests.helpers import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -60,6 +60,7 @@ def test_two_rounds_on_a_local_ray_head(tmp_path, cohort_size):
                     "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
                     f"--temp-dir={temp_dir}"], check=True, capture_output=True)
     try:
+        check_ray_address(f"127.0.0.1:{port}")  # run.py's check before any work: the head answers
         simulate(tiny_config().replace(cohort_size=cohort_size), tmp_path, on_round=lambda r, m: None,
                  ray_address=f"127.0.0.1:{port}")
     finally:

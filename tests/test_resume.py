@@ -1,7 +1,8 @@
 """Nothing lost: every round is checkpointed, a killed run resumes from its last
 complete round and ends with the metrics of a run that was never interrupted; a
 results folder that cannot be written stops the run with a clear error and leaves
-the rounds already written intact."""
+the rounds already written intact; Ctrl-C ends a simulation, keeps its rounds and
+says how to resume it."""
 
 import errno
 import json
@@ -9,17 +10,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from flwr.app import Message, MessageType, RecordDict
 
 from fedkd.client.cohort import node_count
 from fedkd.results import checkpoint
 from fedkd.results.store import MACHINE_METRICS, ResultsError, read_metrics, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
+from fedkd.server.loop import EngineStopped, _exchange, wait_for_nodes
 from tests.helpers import load_script, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +189,66 @@ def test_an_unwritable_out_folder_is_refused_before_any_work(tmp_path, capsys):
                                  "--public-size", "300", "--public-subset", "100"])
     assert err.value.code == 2
     assert f"cannot create results folder {blocker}/results" in capsys.readouterr().err
+
+
+class _SilentGrid:
+    """One node that never replies, on an engine that has stopped."""
+
+    def __init__(self):
+        self.engine_stopped = threading.Event()
+        self.engine_stopped.set()
+
+    def get_node_ids(self):
+        return []
+
+    def push_messages(self, messages):
+        return [f"m{i}" for i, _ in enumerate(messages)]
+
+    def pull_messages(self, message_ids):
+        return []
+
+
+def test_a_stopped_engine_ends_the_servers_waiting_at_once(run_identity):
+    """Flower's engine stops on Ctrl-C or a backend failure without telling the ServerApp
+    thread: without the event it waited for replies until the round's deadline, an hour
+    by default, and kept the process alive after Ctrl-C."""
+    message = Message(RecordDict(), dst_node_id=1, message_type=MessageType.TRAIN)
+    start = time.monotonic()
+    with pytest.raises(EngineStopped):
+        _exchange(_SilentGrid(), [message], {}, timeout_s=600)
+    with pytest.raises(EngineStopped):
+        wait_for_nodes(_SilentGrid(), expected=1)
+    assert time.monotonic() - start < 5
+    running = _SilentGrid()
+    running.engine_stopped.clear()
+    assert _exchange(running, [message], {}, timeout_s=0.05) == ([], {"m0": 1})  # the deadline still applies
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_simulation_keeps_its_rounds_and_says_how_to_resume(tmp_path):
+    """SIGINT to run.py's process group, as a terminal's Ctrl-C sends it, after round 1:
+    the process ends (it used to hang, its ServerApp thread waiting for replies), exit
+    code 130, the rounds done kept and the resume command printed."""
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, str(ROOT / "simulations" / "run.py"), "--dataset=digits",
+                              "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=500",
+                              "--init-epochs=1", f"--out={out}", "--quiet"],
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (metrics := list(out.glob("*/metrics.csv"))) or read_server_metrics(metrics[0].parent).index.max() < 1:
+            assert child.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+            time.sleep(0.1)
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # what is left of the group, Ray's processes included
+        except ProcessLookupError:
+            pass
+    run_dir = metrics[0].parent
+    assert child.returncode == 130, err[-2000:]
+    assert "run.py: interrupted" in err and f"python simulations/run.py --resume {run_dir}" in err
+    assert read_server_metrics(run_dir).index.max() >= 1 and (run_dir / checkpoint.CHECKPOINT_FILE).exists()
+    assert not (run_dir / "summary.json").exists()

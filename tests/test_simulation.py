@@ -5,6 +5,7 @@ second run with the same seed must give the same metrics table.
 """
 
 import json
+import threading
 
 import numpy as np
 import pandas as pd
@@ -145,3 +146,22 @@ def test_compute_floor_pool_gives_the_same_metrics(runs, tmp_path):
     finally:
         grid.close()
     pd.testing.assert_frame_equal(_metrics(first), _metrics(tmp_path))
+
+
+def test_an_engine_that_fails_to_start_stops_the_run_with_its_cause(tmp_path, monkeypatch):
+    """Flower's engine logs a backend failure and raises a generic error; the ServerApp
+    thread, waiting for its nodes, used to keep the process alive after it."""
+    import fedkd.runtime.simulation as simulation
+    working = simulation.backend_config
+
+    def broken(*args, **kwargs):  # an init argument Ray does not know: ray.init fails at once
+        config = working(*args, **kwargs)
+        return {**config, "init_args": {**config["init_args"], "no_such_ray_argument": 1}}
+
+    monkeypatch.setattr(simulation, "backend_config", broken)
+    with pytest.raises(simulation.EngineFailed, match="RuntimeError: Unknown keyword argument.*no_such_ray_argument"):
+        simulation.simulate(tiny_config(), tmp_path)
+    server = [t for t in threading.enumerate() if "server_th" in t.name]
+    for thread in server:
+        thread.join(timeout=10)
+    assert not any(t.is_alive() for t in server)

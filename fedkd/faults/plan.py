@@ -80,6 +80,7 @@ class UnreliableGrid:
         self.grid, self.plan, self.partition_of = grid, plan, partition_of
         self.pull_interval = getattr(grid, "pull_interval", 0.1)
         self.replied = getattr(grid, "replied", None)  # a threading.Event set when a reply comes in
+        self.engine_stopped = getattr(grid, "engine_stopped", None)  # set when a simulation's engine has stopped
         self.lost: set[str] = set()  # ids of messages that never reached their node
         self.slow: dict[str, float] = {}  # message id -> earliest time its reply may arrive
         self.held: dict[str, Message] = {}  # stragglers' replies, by the id they answer

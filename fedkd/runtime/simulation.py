@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +16,11 @@ from fedkd.results.store import CLIENT_STATE_DIR
 from fedkd.server.app import RoundCallback, make_server_app
 
 INLINE_OBJECT_BYTES = 8 * 2 ** 20  # Ray passes task arguments and results up to this size inline
+FLOWER_ENGINE_ERROR = "An error was encountered. Ending simulation."  # run_simulation's, when its engine fails
+
+
+class EngineFailed(RuntimeError):
+    """Flower's simulation engine stopped with an error (Flower logs its traceback)."""
 
 
 def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
@@ -55,6 +62,22 @@ def check_resources(device: str, cpus_per_client: float, gpus_per_client: float,
     if gpus_per_client and not torch.cuda.is_available():
         raise ConfigError("gpus-per-client", gpus_per_client, "0 on this machine: PyTorch sees no CUDA GPU "
                           "(a share of one on a Ray cluster with GPUs: --ray-address)")
+
+
+def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a Ray address where no head answers before anything starts: Ray retries
+    the connection every 36 s without end, so the run would hang in its first round."""
+    host, colon, port = address.rpartition(":")
+    host = host.strip("[]")  # an IPv6 host: [::1]:6379
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("ray-address", address, "HOST:PORT of a Ray cluster's head, as `ray start --head` "
+                          "prints it (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConfigError("ray-address", address, f"no Ray head answers there ({err.strerror or err}); start "
+                          f"one with `ray start --head --port={port}`, or drop the flag to run on this "
+                          "machine") from err
 
 
 class _Expected(logging.Filter):
@@ -99,12 +122,21 @@ def simulate(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = 
     # The client actors Ray starts here inherit this variable: where clients keep their
     # state for a resume. Nodes of a Ray cluster need it in their own environment.
     os.environ[STATE_DIR_ENV] = str((run_dir / CLIENT_STATE_DIR).resolve())
+    engine_stopped = threading.Event()
     try:
         run_simulation(
-            server_app=make_server_app(config, run_dir, on_round, started, resume),
+            server_app=make_server_app(config, run_dir, on_round, started, resume, engine_stopped),
             client_app=client_app,
             num_supernodes=node_count(config),
             backend_config=backend_config(cpus_per_client, verbose, ray_address, gpus_per_client),
         )
-    finally:
+    except RuntimeError as err:
+        if str(err) != FLOWER_ENGINE_ERROR:
+            raise
+        cause: BaseException = err  # the first cause below Flower's own RuntimeErrors
+        while type(cause) is RuntimeError and cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise EngineFailed(f"{type(cause).__name__}: {cause}") from err
+    finally:  # the engine has stopped, also on Ctrl-C: a ServerApp still waiting ends
+        engine_stopped.set()
         os.environ.pop(STATE_DIR_ENV, None)

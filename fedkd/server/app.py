@@ -7,6 +7,7 @@ closes over a config for ``run_simulation``, which hands the ServerApp an empty 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -170,11 +171,16 @@ SIMULATION_PULL_INTERVAL_S = 0.01  # polls of the in-memory link state are cheap
 
 
 def make_server_app(config: RunConfig, run_dir: Path, on_round: RoundCallback | None = None,
-                    started: float | None = None, resume: bool = False) -> ServerApp:
+                    started: float | None = None, resume: bool = False,
+                    engine_stopped: threading.Event | None = None) -> ServerApp:
+    """The ServerApp of a simulation; ``engine_stopped``, once set, ends its waiting for
+    replies (Flower's engine stops on Ctrl-C or a backend failure without telling its
+    ServerApp thread, which would otherwise wait for replies that never come)."""
     server_app = ServerApp()
 
     @server_app.main()
     def _main(grid: Grid, context: Context) -> None:
+        grid.engine_stopped = engine_stopped
         if hasattr(grid, "pull_interval"):  # Flower's in-memory grid polls every 0.1 s: a round
             grid.pull_interval = SIMULATION_PULL_INTERVAL_S  # waited 0.05 s a phase for its last reply
         run_server(grid, config, run_dir, on_round, started, resume=resume)

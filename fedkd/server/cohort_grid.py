@@ -40,6 +40,7 @@ class CohortGrid:
         self.grid, self.run = grid, ConfigRecord(config.client_run_config())
         self.pull_interval = getattr(grid, "pull_interval", 0.1)
         self.replied = getattr(grid, "replied", None)  # a threading.Event set when a reply comes in
+        self.engine_stopped = getattr(grid, "engine_stopped", None)  # set when a simulation's engine has stopped
         self.node_of: dict[int, int] = {}  # virtual node id -> the cohort node serving it
         self.sent: dict[str, list[tuple[str, int]]] = {}  # cohort message id -> (message id, pid) per member
         self.ready: dict[str, list[Message]] = {}  # message id -> its replies (a broadcast gets one per member)

@@ -35,6 +35,18 @@ REPLY_TIMEOUT_S = 3600.0  # the deadline when a run sets no round-timeout
 log = logging.getLogger(__name__)
 
 
+class EngineStopped(RuntimeError):
+    """The simulation engine stopped (interrupted, or its backend failed) while the
+    server waited for its nodes: no reply will come."""
+
+
+def _check_engine(grid: Grid) -> None:
+    """Raise ``EngineStopped`` once the grid's ``engine_stopped`` event (a simulation's) is set."""
+    stopped = getattr(grid, "engine_stopped", None)
+    if stopped is not None and stopped.is_set():
+        raise EngineStopped("the simulation engine stopped while the server waited for its nodes")
+
+
 def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 600.0) -> list[int]:
     """Block until ``expected`` nodes are connected (the list can be empty for a moment)."""
     deadline = time.monotonic() + timeout_s
@@ -44,6 +56,7 @@ def wait_for_nodes(grid: Grid, expected: int, timeout_s: float = 600.0) -> list[
             return nodes
         if time.monotonic() > deadline:
             raise TimeoutError(f"{len(nodes)} of {expected} nodes connected after {timeout_s:.0f} s")
+        _check_engine(grid)
         time.sleep(0.2)
 
 
@@ -71,6 +84,7 @@ def _exchange(grid: Grid, messages: list[Message], bytes_by_node: dict[int, list
             bytes_by_node.setdefault(r.metadata.src_node_id, [0, 0])[0] += message_bytes(r) if r.has_content() else 0
         if not waiting or time.monotonic() >= deadline:
             break
+        _check_engine(grid)
         _pause(grid)
     return replies, waiting
 
