@@ -12,6 +12,7 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                                     "the traceback", 1)
         except KeyboardInterrupt:
             return stopped(run_dir, "interrupted", 130)
+        except SystemExit as err:  # Ray's driver turns SIGTERM (a batch system's time limit) into this
+            if err.code == signal.SIGTERM:
+                stopped(run_dir, "terminated (SIGTERM)", err.code)
+            raise
     total = time.perf_counter() - start
     s = read_summary(run_dir)
     s["memory_mb_peak"] = memory.peak

@@ -1,8 +1,8 @@
 """Nothing lost: every round is checkpointed, a killed run resumes from its last
 complete round and ends with the metrics of a run that was never interrupted; a
 results folder that cannot be written stops the run with a clear error and leaves
-the rounds already written intact; Ctrl-C ends a simulation, keeps its rounds and
-says how to resume it."""
+the rounds already written intact; Ctrl-C or SIGTERM ends a simulation, keeps its
+rounds and says how to resume it."""
 
 import errno
 import json
@@ -225,10 +225,14 @@ def test_a_stopped_engine_ends_the_servers_waiting_at_once(run_identity):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_simulation_keeps_its_rounds_and_says_how_to_resume(tmp_path):
-    """SIGINT to run.py's process group, as a terminal's Ctrl-C sends it, after round 1:
-    the process ends (it used to hang, its ServerApp thread waiting for replies), exit
-    code 130, the rounds done kept and the resume command printed."""
+@pytest.mark.parametrize("signum, group, code, said", [
+    (signal.SIGINT, True, 130, "run.py: interrupted"), (signal.SIGTERM, False, 15, "run.py: terminated (SIGTERM)"),
+], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signum, group, code, said, tmp_path):
+    """After round 1, SIGINT to run.py's process group, as a terminal's Ctrl-C sends it,
+    or SIGTERM to run.py, as a batch system's time limit: the process ends (it used to
+    hang, its ServerApp thread waiting for replies), the rounds done kept and the resume
+    command printed."""
     out = tmp_path / "out"
     child = subprocess.Popen([sys.executable, str(ROOT / "simulations" / "run.py"), "--dataset=digits",
                               "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=500",
@@ -240,7 +244,10 @@ def test_ctrl_c_stops_a_simulation_keeps_its_rounds_and_says_how_to_resume(tmp_p
         while not (metrics := list(out.glob("*/metrics.csv"))) or read_server_metrics(metrics[0].parent).index.max() < 1:
             assert child.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
             time.sleep(0.1)
-        os.killpg(child.pid, signal.SIGINT)
+        if group:
+            os.killpg(child.pid, signum)
+        else:
+            child.send_signal(signum)
         _, err = child.communicate(timeout=120)
     finally:
         try:
@@ -248,7 +255,7 @@ def test_ctrl_c_stops_a_simulation_keeps_its_rounds_and_says_how_to_resume(tmp_p
         except ProcessLookupError:
             pass
     run_dir = metrics[0].parent
-    assert child.returncode == 130, err[-2000:]
-    assert "run.py: interrupted" in err and f"python simulations/run.py --resume {run_dir}" in err
+    assert child.returncode == code, err[-2000:]
+    assert said in err and f"python simulations/run.py --resume {run_dir}" in err
     assert read_server_metrics(run_dir).index.max() >= 1 and (run_dir / checkpoint.CHECKPOINT_FILE).exists()
     assert not (run_dir / "summary.json").exists()
