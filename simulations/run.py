@@ -12,6 +12,7 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from fedkd.results.store import (
     new_run_dir,
     read_rows,
     read_run_config,
+    read_server_metrics,
     read_summary,
     write_atomic,
     write_json,
@@ -76,13 +78,19 @@ def resumed_config(parser, args) -> RunConfig:
     return config
 
 
-def check_resumable(parser, config: RunConfig, run_dir: Path) -> None:
+def check_resumable(parser, config: RunConfig, run_dir: Path) -> int:
     """Exit 2, before the engine starts, where the checkpoint cannot be read or
-    metrics.csv no longer holds the rows it counts (the ServerApp reads both again)."""
+    metrics.csv no longer holds the rows it counts (the ServerApp reads both again);
+    return the round the checkpoint holds."""
     try:
-        read_rows(run_dir, checkpoint.load(run_dir, load_splits(config)).rows)
+        saved = checkpoint.load(run_dir, load_splits(config))
+        read_rows(run_dir, saved.rows)
     except (ResultsError, CheckpointError) as err:
         parser.error(f"--resume={run_dir}: {err}")
+    return saved.round
+
+
+INTERRUPTED, TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # exit codes, as a shell gives them
 
 
 def stopped(run_dir: Path, why: str, code: int) -> int:
@@ -138,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = prepare_data(parser, config)
     say(f"  private shards: {min(sizes)}..{max(sizes)} samples, "
           f"{time.perf_counter() - start:.1f} s", flush=True)
-    if args.resume:
-        check_resumable(parser, config, args.resume)
+    first = check_resumable(parser, config, args.resume) + 1 if args.resume else 0  # the first round run here
 
     try:
         run_dir = args.resume or new_run_dir(config)
@@ -158,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
             return stopped(run_dir, f"error: the simulation engine stopped ({err}); Flower's log above has "
                                     "the traceback", 1)
         except KeyboardInterrupt:
-            return stopped(run_dir, "interrupted", 130)
+            return stopped(run_dir, "interrupted", INTERRUPTED)
         except SystemExit as err:  # Ray's driver turns SIGTERM (a batch system's time limit) into this
-            if err.code == signal.SIGTERM:
-                stopped(run_dir, "terminated (SIGTERM)", err.code)
-            raise
+            if err.code != signal.SIGTERM:
+                raise
+            return stopped(run_dir, "terminated (SIGTERM)", TERMINATED)
     total = time.perf_counter() - start
     s = read_summary(run_dir)
     s["memory_mb_peak"] = memory.peak
@@ -184,11 +191,22 @@ def main(argv: list[str] | None = None) -> int:
         f"sampled every {SAMPLE_INTERVAL_S:.0f} s)")
     nodes = f"{node_count(config)} virtual nodes" + (
         f" of {span} clients{' each' if fewest == most else ''}" if most > 1 else "")
-    say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round 0 {s['round0_time_s']:.1f} s (the client actors' first import and data load, "
-        f"and {config.init_epochs} local epochs), median later round {s['round_time_s_median']:.2f} s")
+    if first == 0:
+        first_s, first_work = s["round0_time_s"], f"and {config.init_epochs} local epochs"
+    else:  # nan where the run stopped (a spent privacy budget) before it
+        first_s = read_server_metrics(run_dir)["wall_time_s"].get(first, float("nan"))
+        first_work = "and their saved state; resumed"
+    say(f"wall time {total:.1f} s: engine start-up {s['engine_startup_s']:.1f} s (Ray and {nodes}), round {first} "
+        f"{first_s:.1f} s (the client actors' first import and data load, {first_work}), median later round "
+        f"{s['round_time_s_median']:.2f} s")
     print(f"results: {run_dir}/ (config.json, metrics.csv, clients.csv, summary.json, accuracy.png)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code in (INTERRUPTED, TERMINATED):  # Flower's engine threads may wait without end on a Ray whose
+        sys.stdout.flush()  # processes the signal stopped, and Python waits for them; every results file
+        sys.stderr.flush()  # is replaced atomically, and Ray's own processes end with this one
+        os._exit(code)
+    sys.exit(code)

@@ -18,9 +18,11 @@ import pandas as pd
 import pytest
 from flwr.app import Message, MessageType, RecordDict
 
+from fedkd import rules
 from fedkd.client.cohort import node_count
+from fedkd.data.datasets import load_splits
 from fedkd.results import checkpoint
-from fedkd.results.store import MACHINE_METRICS, ResultsError, read_metrics, read_server_metrics
+from fedkd.results.store import MACHINE_METRICS, ResultsError, read_metrics, read_run_config, read_server_metrics
 from fedkd.runtime.pool_grid import PoolGrid
 from fedkd.server.app import run_server
 from fedkd.server.loop import EngineStopped, _exchange, wait_for_nodes
@@ -226,16 +228,18 @@ def test_a_stopped_engine_ends_the_servers_waiting_at_once(run_identity):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, group, code, said", [
-    (signal.SIGINT, True, 130, "run.py: interrupted"), (signal.SIGTERM, False, 15, "run.py: terminated (SIGTERM)"),
+    (signal.SIGINT, True, 130, "run.py: interrupted"), (signal.SIGTERM, False, 143, "run.py: terminated (SIGTERM)"),
 ], ids=["Ctrl-C", "SIGTERM"])
-def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signum, group, code, said, tmp_path):
+def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signum, group, code, said, tmp_path,
+                                                                            capsys):
     """After round 1, SIGINT to run.py's process group, as a terminal's Ctrl-C sends it,
     or SIGTERM to run.py, as a batch system's time limit: the process ends (it used to
     hang, its ServerApp thread waiting for replies), the rounds done kept and the resume
-    command printed."""
+    command printed; the command finishes the run, and its wall-time line names the
+    first round it ran."""
     out = tmp_path / "out"
     child = subprocess.Popen([sys.executable, str(ROOT / "simulations" / "run.py"), "--dataset=digits",
-                              "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=500",
+                              "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=200",
                               "--init-epochs=1", f"--out={out}", "--quiet"],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
@@ -259,3 +263,7 @@ def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signu
     assert said in err and f"python simulations/run.py --resume {run_dir}" in err
     assert read_server_metrics(run_dir).index.max() >= 1 and (run_dir / checkpoint.CHECKPOINT_FILE).exists()
     assert not (run_dir / "summary.json").exists()
+    first = checkpoint.load(run_dir, load_splits(rules.complete(read_run_config(run_dir)))).round + 1
+    assert load_script("run").main([f"--resume={run_dir}"]) == 0
+    assert read_server_metrics(run_dir).index.max() == 200 and (run_dir / "summary.json").exists()
+    assert f"round {first} " in capsys.readouterr().out.split("wall time")[1].split("\n")[0]
