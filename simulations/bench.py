@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text, writable_folder
+from fedkd.cli.stop import exit_with
 from fedkd.results.memory import PeakMemory
 from fedkd.results.store import MACHINE_METRICS, SERVER, read_metrics, read_server_metrics, write_atomic
 
@@ -212,4 +212,4 @@ def _agree(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float, float, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

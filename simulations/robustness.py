@@ -15,13 +15,13 @@ and teacher accuracy, attack x aggregator).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from fedkd import rules
 from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, rounds_text, timed_folder
+from fedkd.cli.stop import exit_with
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError
@@ -92,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -12,7 +12,6 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ import pandas as pd
 
 from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text
+from fedkd.cli.stop import INTERRUPTED, TERMINATED, exit_with
 from fedkd.client.cohort import cohort_span, node_count
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import dataset_spec, load_splits
@@ -88,9 +88,6 @@ def check_resumable(parser, config: RunConfig, run_dir: Path) -> int:
     except (ResultsError, CheckpointError) as err:
         parser.error(f"--resume={run_dir}: {err}")
     return saved.round
-
-
-INTERRUPTED, TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM  # exit codes, as a shell gives them
 
 
 def stopped(run_dir: Path, why: str, code: int) -> int:
@@ -204,9 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    if code in (INTERRUPTED, TERMINATED):  # Flower's engine threads may wait without end on a Ray whose
-        sys.stdout.flush()  # processes the signal stopped, and Python waits for them; every results file
-        sys.stderr.flush()  # is replaced atomically, and Ray's own processes end with this one
-        os._exit(code)
-    sys.exit(code)
+    exit_with(main)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +34,7 @@ import pandas as pd
 from fedkd import rules
 from fedkd.audit.inference_attacks import THRESHOLD_ATTACKS, attack_run, attack_server_model
 from fedkd.cli.flags import build_parser, comma_list, prepare_data, resolve, timed_folder
+from fedkd.cli.stop import exit_with
 from fedkd.cli.sweep import run_one
 from fedkd.cli.tables import markdown_table
 from fedkd.config import ConfigError, RunConfig
@@ -187,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -1,8 +1,9 @@
 """The scripts' command line: run.py rejects bad input with one line, exit code 2, and
 writes nothing; a run's length reads "1 round"; ``--help`` shows the defaults each script
-runs with."""
+runs with; after Ctrl-C or SIGTERM a script ends at once with the shell's exit code."""
 
 import dataclasses
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from fedkd.cli import flags
 from fedkd.cli.flags import rounds_text
+from fedkd.cli.stop import INTERRUPTED, TERMINATED, exit_with
 from fedkd.config import RunConfig
 from tests.helpers import load_script
 
@@ -95,3 +97,43 @@ def test_help_shows_the_defaults_the_script_runs_with(script, tmp_path, monkeypa
             assert said.endswith(f"(default: {taken[key]})"), (key, said)
         else:
             assert "(default: )" not in said, (key, said)
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize("outcome, code, said", [
+    (KeyboardInterrupt(), INTERRUPTED, "interrupted"), (SystemExit(signal.SIGTERM), TERMINATED, "terminated (SIGTERM)"),
+    (INTERRUPTED, INTERRUPTED, ""),  # run.py's main, which says more itself
+], ids=["Ctrl-C", "SIGTERM", "run.py's own"])
+def test_a_stopped_script_ends_at_once_with_the_shells_exit_code(outcome, code, said, monkeypatch, capsys):
+    """Not through Python's exit, which waits for Flower's engine threads (they can wait
+    without end on Ray processes the signal stopped)."""
+    def main():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def exit_now(status):
+        raise _Exited(status)
+
+    monkeypatch.setattr("sys.argv", ["compare.py"])
+    monkeypatch.setattr("os._exit", exit_now)
+    with pytest.raises(_Exited) as exited:
+        exit_with(main)
+    assert exited.value.args == (code,)
+    assert capsys.readouterr().err == (f"compare.py: {said}\n" if said else "")
+
+
+@pytest.mark.parametrize("outcome", [0, 1, SystemExit(2)])
+def test_other_endings_exit_as_before(outcome, monkeypatch):
+    def main():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr("os._exit", lambda status: pytest.fail("os._exit without a signal"))
+    with pytest.raises(SystemExit) as exited:
+        exit_with(main)
+    assert exited.value.code == (outcome if isinstance(outcome, int) else outcome.code)
