@@ -12,7 +12,6 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 
 from fedkd import rules
 from fedkd.cli.flags import build_parser, prepare_data, resolve, rounds_text
-from fedkd.cli.stop import INTERRUPTED, TERMINATED, exit_with
+from fedkd.cli.stop import SAID, exit_with, stop_code
 from fedkd.client.cohort import cohort_span, node_count
 from fedkd.config import ConfigError, RunConfig
 from fedkd.data.datasets import dataset_spec, load_splits
@@ -161,12 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         except EngineFailed as err:
             return stopped(run_dir, f"error: the simulation engine stopped ({err}); Flower's log above has "
                                     "the traceback", 1)
-        except KeyboardInterrupt:
-            return stopped(run_dir, "interrupted", INTERRUPTED)
-        except SystemExit as err:  # Ray's driver turns SIGTERM (a batch system's time limit) into this
-            if err.code != signal.SIGTERM:
+        except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, or SIGTERM (a batch system's time limit)
+            code = stop_code(err)
+            if code is None:
                 raise
-            return stopped(run_dir, "terminated (SIGTERM)", TERMINATED)
+            return stopped(run_dir, SAID[code], code)
     total = time.perf_counter() - start
     s = read_summary(run_dir)
     s["memory_mb_peak"] = memory.peak
