@@ -12,6 +12,7 @@ complete round with the configuration it was started with.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     parser.add_argument("--quiet", action="store_true", help="no per-round lines or progress bar")
     parser.add_argument("--ray-address", metavar="HOST:PORT",
-                        help="run the clients on an existing Ray cluster (started with `ray start --head`)")
+                        help="run the clients on an existing Ray cluster (started with `ray start --head`; "
+                             "default: $RAY_ADDRESS where set, as in a job `ray job submit` started)")
     parser.add_argument("--cpus-per-client", type=float, default=1.0, metavar="FLOAT",
                         help="CPUs Ray reserves for each client actor (default: 1; actors = CPUs / this)")
     parser.add_argument("--gpus-per-client", type=float, default=0.0, metavar="FLOAT",
@@ -118,11 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     config = resumed_config(parser, args) if args.resume else resolve(parser, args)
     from fedkd.runtime.simulation import EngineFailed, check_ray_address, check_resources, simulate
 
+    ray_address = args.ray_address or os.environ.get("RAY_ADDRESS") or None  # Ray's own default
     try:
-        check_resources(config.device, args.cpus_per_client, args.gpus_per_client, args.ray_address)
-        if args.ray_address:
-            check_ray_address(args.ray_address)
+        check_resources(config.device, args.cpus_per_client, args.gpus_per_client, ray_address)
+        if ray_address:
+            check_ray_address(ray_address)
     except ConfigError as err:
+        if err.key == "ray-address" and not args.ray_address:
+            parser.error(f"RAY_ADDRESS={err.value} in the environment: {err.allowed} (unset RAY_ADDRESS)")
         parser.error(f"--{err.key}={err.value}: {err.allowed}")
     if not args.verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"test {spec.test}), {config.clients} clients ({config.partition} partition), models {config.models}"
         + (f" (augment {config.augment})" if config.augment != "none" else "") + ", "
         f"{rounds_text(config.rounds)}, fraction {config.fraction}, seed {config.seed}"
-        + (f", {span} clients per simulated node" if most > 1 else ""))
+        + (f", {span} clients per simulated node" if most > 1 else "")
+        + (f", clients on the Ray cluster at {ray_address}" if ray_address else ""))
     start = time.perf_counter()
     say(f"preparing data ({spec.description}) ...", flush=True)
     sizes = prepare_data(parser, config)
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with RoundProgress(config.rounds, quiet=args.quiet) as progress, PeakMemory() as memory:
         try:
-            simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=args.ray_address,
+            simulate(config, run_dir, on_round=progress, verbose=args.verbose, ray_address=ray_address,
                      cpus_per_client=args.cpus_per_client, resume=args.resume is not None,
                      gpus_per_client=args.gpus_per_client)
         except (ResultsError, CheckpointError) as err:  # Flower re-raises what stopped the ServerApp

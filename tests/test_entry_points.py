@@ -180,6 +180,20 @@ def test_run_refuses_a_ray_address_where_no_head_answers_before_any_work(address
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("address", ["auto", "127.0.0.1:CLOSED"])
+def test_run_checks_the_environments_ray_address_as_its_flag(address, tmp_path, monkeypatch, capsys):
+    """Ray's own default address, RAY_ADDRESS (a job `ray job submit` started has it), is the
+    flag's default: checked the same way, and the error names where it came from."""
+    address = address.replace("CLOSED", str(_closed_port()))
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    with pytest.raises(SystemExit) as exit_:
+        load_script("run").main(["--clients=4", f"--out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"run.py: error: RAY_ADDRESS={address} in the environment: " in err
+    assert err.rstrip().endswith("(unset RAY_ADDRESS)") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_ray_address_where_a_head_listens_is_accepted():
     from fedkd.runtime.simulation import check_ray_address
     with socket.socket() as head:

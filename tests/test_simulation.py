@@ -54,7 +54,11 @@ def runs(tmp_path_factory):
     simulate(config, first, on_round=lambda r, m: None)
     mp.undo()
     second = tmp_path_factory.mktemp("second")
+    # A Ray address in the environment (a Ray job's, or a stale one) does not take a run
+    # without ray_address elsewhere: Ray would join it and refuse the core count.
+    mp.setenv("RAY_ADDRESS", "127.0.0.1:1")
     simulate(config, second, on_round=lambda r, m: None)
+    mp.undo()
     return config, first, second, log
 
 
@@ -90,6 +94,7 @@ def test_results_folder_and_learning(runs):
 
 @pytest.mark.slow
 def test_same_seed_same_metrics(runs):
+    """The second run had a RAY_ADDRESS where no Ray answers: still this machine's Ray."""
     _, first, second, _ = runs
     pd.testing.assert_frame_equal(_metrics(first), _metrics(second))
 

@@ -28,8 +28,9 @@ def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
     """Ray resources: one actor per ``cpus_per_client`` CPUs (and ``gpus_per_client`` of a
     GPU: 0.25 puts four actors on each GPU, as Flower's client resources do).
 
-    Without ``ray_address`` Ray starts on this machine with all its cores; with it,
-    the run joins that cluster and uses the CPUs its nodes declared. Actors' own logs
+    Without ``ray_address`` Ray starts on this machine with all its cores, also where
+    ``RAY_ADDRESS`` is set or a cluster runs here (Ray would join it, and refuse the
+    core count); with it, the run joins that cluster and uses the CPUs its nodes declared. Actors' own logs
     reach the terminal only when ``verbose``: a client's failure comes back to the
     server as an error reply either way, and is logged there.
     """
@@ -37,7 +38,7 @@ def backend_config(cpus_per_client: float = 1.0, verbose: bool = False,
     if ray_address:
         init_args["address"] = ray_address
     else:
-        init_args.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        init_args.update(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False)
     return {"client_resources": {"num_cpus": cpus_per_client, "num_gpus": gpus_per_client},
             "init_args": init_args}
 
@@ -76,7 +77,7 @@ def check_ray_address(address: str, timeout_s: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as err:
         raise ConfigError("ray-address", address, f"no Ray head answers there ({err.strerror or err}); start "
-                          f"one with `ray start --head --port={port}`, or drop the flag to run on this "
+                          f"one with `ray start --head --port={port}`, or give no address to run on this "
                           "machine") from err
 
 
