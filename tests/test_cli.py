@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fedkd.cli import flags
+from fedkd.cli import flags, stop
 from fedkd.cli.flags import rounds_text
 from fedkd.cli.stop import INTERRUPTED, TERMINATED, exit_with
 from fedkd.config import RunConfig
@@ -103,13 +103,24 @@ class _Exited(Exception):
     pass
 
 
+@pytest.fixture
+def stopped(monkeypatch):
+    """exit_with in this process: the descendants it would stop recorded, not stopped
+    (pytest's own), and the process-wide mark it sets cleared again."""
+    calls = []
+    monkeypatch.setattr(stop, "stop_descendants", lambda: calls.append("stopped"))
+    yield calls
+    stop.ENDS_AT_ONCE.clear()
+
+
 @pytest.mark.parametrize("outcome, code, said", [
     (KeyboardInterrupt(), INTERRUPTED, "interrupted"), (SystemExit(signal.SIGTERM), TERMINATED, "terminated (SIGTERM)"),
     (INTERRUPTED, INTERRUPTED, ""),  # run.py's main, which says more itself
 ], ids=["Ctrl-C", "SIGTERM", "run.py's own"])
-def test_a_stopped_script_ends_at_once_with_the_shells_exit_code(outcome, code, said, monkeypatch, capsys):
+def test_a_stopped_script_ends_at_once_with_the_shells_exit_code(outcome, code, said, stopped, monkeypatch,
+                                                                  capsys):
     """Not through Python's exit, which waits for Flower's engine threads (they can wait
-    without end on Ray processes the signal stopped)."""
+    without end on Ray processes the signal stopped); what it started, stopped first."""
     def main():
         if isinstance(outcome, BaseException):
             raise outcome
@@ -122,12 +133,12 @@ def test_a_stopped_script_ends_at_once_with_the_shells_exit_code(outcome, code, 
     monkeypatch.setattr("os._exit", exit_now)
     with pytest.raises(_Exited) as exited:
         exit_with(main)
-    assert exited.value.args == (code,)
+    assert exited.value.args == (code,) and stopped == ["stopped"]
     assert capsys.readouterr().err == (f"compare.py: {said}\n" if said else "")
 
 
 @pytest.mark.parametrize("outcome", [0, 1, SystemExit(2)])
-def test_other_endings_exit_as_before(outcome, monkeypatch):
+def test_other_endings_exit_as_before(outcome, stopped, monkeypatch):
     def main():
         if isinstance(outcome, BaseException):
             raise outcome
@@ -136,4 +147,13 @@ def test_other_endings_exit_as_before(outcome, monkeypatch):
     monkeypatch.setattr("os._exit", lambda status: pytest.fail("os._exit without a signal"))
     with pytest.raises(SystemExit) as exited:
         exit_with(main)
-    assert exited.value.code == (outcome if isinstance(outcome, int) else outcome.code)
+    assert exited.value.code == (outcome if isinstance(outcome, int) else outcome.code) and stopped == []
+
+
+def test_stop_descendants_stops_what_this_process_started():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stop.stop_descendants()
+        assert child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        child.kill()

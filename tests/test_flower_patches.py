@@ -4,7 +4,8 @@ extractor hands a stored message to the workers without waiting for its poll.
 Both run on the same federation, built as Flower's simulation engine builds it
 (in-memory LinkState, registered nodes, messages pushed through Flower's
 ``InMemoryGrid``). If Flower changes what its method returns, or how messages are
-stored, the two disagree here and the fix must be revisited.
+stored, the two disagree here and the fix must be revisited. The engine's way out
+leaves Ray running only while a signal's stop unwinds in a process that ends at once.
 """
 
 import threading
@@ -16,6 +17,7 @@ from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.proto.task_pb2 import Task
 from flwr.server.superlink.fleet.vce import vce_api
+from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
 from flwr.server.superlink.fleet.vce.vce_api import _register_nodes
 from flwr.server.superlink.linkstate import LinkStateFactory
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState, RunRecord
@@ -26,7 +28,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid import InMemoryGrid
 
-from fedkd.runtime import flower_patches
+from fedkd.runtime import flower_patches, process_end
 from fedkd.server.loop import _pause
 
 RUN_ID, TASK_ID = 7, 11
@@ -131,13 +133,42 @@ def test_the_fix_is_applied_only_to_the_versions_it_was_written_for(monkeypatch)
     for name in flower_patches.FLOWER_METHODS:
         monkeypatch.setattr(InMemoryLinkState, name, flower_patches.FLOWER_METHODS[name])
     monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_patches.FLOWER_EXTRACTOR)
+    monkeypatch.setattr(RayBackend, "terminate", flower_patches.FLOWER_TERMINATE)
     monkeypatch.setattr("flwr.__version__", "9.0.0")
     assert flower_patches.apply() is False
     assert InMemoryLinkState.get_message_ins is flower_patches.FLOWER_METHODS["get_message_ins"]
     assert vce_api.add_messages_to_queue is flower_patches.FLOWER_EXTRACTOR
+    assert RayBackend.terminate is flower_patches.FLOWER_TERMINATE
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("flwr.__version__", "1.42.3")
         assert flower_patches.apply() is True
         assert InMemoryLinkState.get_message_ins is flower_patches.PATCHES["get_message_ins"]
         assert vce_api.add_messages_to_queue is flower_patches._add_messages_to_queue
         assert InMemoryGrid.replied.fget is flower_patches._grid_replied
+        assert RayBackend.terminate is flower_patches._terminate
+
+
+@pytest.mark.parametrize("ends_at_once, ending, flowers_step", [
+    (True, KeyboardInterrupt(), False), (True, SystemExit(15), False),
+    (True, RuntimeError("a client failed"), True), (True, None, True), (False, KeyboardInterrupt(), True),
+], ids=["Ctrl-C", "SIGTERM", "an error", "the run's end", "a process that does not end at once"])
+def test_the_engine_leaves_ray_running_only_on_a_signals_way_out_of_a_process_that_ends_at_once(
+        ends_at_once, ending, flowers_step, monkeypatch):
+    """Its step would shut Ray down under its own worker threads, waiting in ``ray.get``
+    (tracebacks, or exit code 1 from Ray); a process that ends at once stops Ray's
+    processes itself (fedkd.cli.stop.stop_descendants)."""
+    steps = []
+    monkeypatch.setattr(flower_patches, "FLOWER_TERMINATE", lambda backend: steps.append(backend))
+    monkeypatch.setattr(process_end, "ENDS_AT_ONCE", threading.Event())
+    monkeypatch.setattr(flower_patches, "ENDS_AT_ONCE", process_end.ENDS_AT_ONCE)
+    if ends_at_once:
+        process_end.ENDS_AT_ONCE.set()
+    try:
+        try:
+            if ending is not None:
+                raise ending
+        finally:
+            flower_patches._terminate("backend")  # as Flower's run_api calls it: in a finally
+    except BaseException as err:
+        assert err is ending
+    assert steps == (["backend"] if flowers_step else [])

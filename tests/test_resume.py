@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from flwr.app import Message, MessageType, RecordDict
 
@@ -226,21 +227,41 @@ def test_a_stopped_engine_ends_the_servers_waiting_at_once(run_identity):
     assert _exchange(running, [message], {}, timeout_s=0.05) == ([], {"m0": 1})  # the deadline still applies
 
 
+def _still_running(processes: list[psutil.Process], within_s: float) -> list[str]:
+    """The command lines of ``processes`` still running (zombies are not) after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        running = []
+        for p in processes:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    running.append(" ".join(p.cmdline()))
+            except psutil.NoSuchProcess:
+                pass
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, group, code, said", [
-    (signal.SIGINT, True, 130, "run.py: interrupted"), (signal.SIGTERM, False, 143, "run.py: terminated (SIGTERM)"),
-], ids=["Ctrl-C", "SIGTERM"])
+    (signal.SIGINT, True, 130, "run.py: interrupted"), (signal.SIGINT, False, 130, "run.py: interrupted"),
+    (signal.SIGTERM, False, 143, "run.py: terminated (SIGTERM)"),
+], ids=["Ctrl-C", "SIGINT to run.py alone", "SIGTERM"])
 def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signum, group, code, said, tmp_path,
                                                                             capsys):
     """After round 1, SIGINT to run.py's process group, as a terminal's Ctrl-C sends it,
-    or SIGTERM to run.py, as a batch system's time limit: the process ends (it used to
-    hang, its ServerApp thread waiting for replies), the rounds done kept and the resume
-    command printed; the command finishes the run, and its wall-time line names the
-    first round it ran."""
+    or SIGINT or SIGTERM to run.py alone, as `kill` or a batch system's time limit: the
+    process ends (it used to hang, its ServerApp thread waiting for replies) with the
+    signal's exit code, no traceback (Flower's engine shut Ray down under its own waiting
+    threads: their tracebacks, or exit code 1 from Ray) and no process of its own left;
+    the rounds done are kept and the resume command printed; the command finishes the
+    run, and its wall-time line names the first round it ran. Ten private epochs a round
+    keep the actors busy when the signal comes."""
     out = tmp_path / "out"
     child = subprocess.Popen([sys.executable, str(ROOT / "simulations" / "run.py"), "--dataset=digits",
-                              "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=200",
-                              "--init-epochs=1", f"--out={out}", "--quiet"],
+                              "--public-size=300", "--public-subset=200", "--clients=3", "--rounds=60",
+                              "--init-epochs=1", "--local-epochs=10", f"--out={out}", "--quiet"],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                              start_new_session=True)
     try:
@@ -248,6 +269,7 @@ def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signu
         while not (metrics := list(out.glob("*/metrics.csv"))) or read_server_metrics(metrics[0].parent).index.max() < 1:
             assert child.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
             time.sleep(0.1)
+        started = psutil.Process(child.pid).children(recursive=True)  # Ray's processes
         if group:
             os.killpg(child.pid, signum)
         else:
@@ -261,9 +283,11 @@ def test_a_stopped_simulation_ends_keeps_its_rounds_and_says_how_to_resume(signu
     run_dir = metrics[0].parent
     assert child.returncode == code, err[-2000:]
     assert said in err and f"python simulations/run.py --resume {run_dir}" in err
+    assert "Traceback" not in err, err[-2000:]
+    assert started and _still_running(started, within_s=10) == []
     assert read_server_metrics(run_dir).index.max() >= 1 and (run_dir / checkpoint.CHECKPOINT_FILE).exists()
     assert not (run_dir / "summary.json").exists()
     first = checkpoint.load(run_dir, load_splits(rules.complete(read_run_config(run_dir)))).round + 1
     assert load_script("run").main([f"--resume={run_dir}"]) == 0
-    assert read_server_metrics(run_dir).index.max() == 200 and (run_dir / "summary.json").exists()
+    assert read_server_metrics(run_dir).index.max() == 60 and (run_dir / "summary.json").exists()
     assert f"round {first} " in capsys.readouterr().out.split("wall time")[1].split("\n")[0]

@@ -1,4 +1,4 @@
-"""Three fixes for Flower 1.42's simulation engine, applied to simulations only.
+"""Four fixes for Flower 1.42's simulation engine, applied to simulations only.
 
 ``InMemoryLinkState.get_message_ins(node_id)`` runs its validity check (TTL,
 federation) on *every* stored message before looking at the destination, and the
@@ -21,17 +21,28 @@ waited 5 ms on average before the server saw it, both actors idle meanwhile. The
 third fix gives the in-memory grid a ``replied`` event, set by ``store_message_res``:
 the loop's pause between pulls ends as soon as a reply is stored, and after its poll
 interval without one.
+
+When a run stops at Ctrl-C or SIGTERM, the engine's way out (``RayBackend.terminate``)
+kills the actors and shuts Ray down under its worker threads, which wait in
+``ray.get``: Ray logs a traceback for each, or ends the process with exit code 1
+before it can say how to resume. The fourth fix skips that step in a process that
+ends at once after a signal (``fedkd.runtime.process_end``); anywhere else, and for
+any other ending, Flower's step runs as it is.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import UTC, datetime
 
 import flwr
 from flwr.server.superlink.fleet.vce import vce_api
+from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
 from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
 from flwr.superlink.grid import InMemoryGrid
+
+from fedkd.runtime.process_end import ENDS_AT_ONCE
 
 PATCHED_VERSIONS = ("1.42.",)
 _INDEX = "_fedkd_message_ins_by_node"
@@ -41,6 +52,7 @@ EXTRACT_POLL_S = 0.1  # Flower's interval: the extractor also looks this often w
 FLOWER_METHODS = {name: getattr(InMemoryLinkState, name)
                   for name in ("store_message_ins", "get_message_ins", "store_message_res")}
 FLOWER_EXTRACTOR = vce_api.add_messages_to_queue
+FLOWER_TERMINATE = RayBackend.terminate
 
 
 def _index(state: InMemoryLinkState) -> dict[int, dict[str, None]]:
@@ -115,6 +127,15 @@ def _add_messages_to_queue(state, queue, nodes_mapping, f_stop) -> None:
         stored.wait(EXTRACT_POLL_S)
 
 
+def _terminate(self) -> None:
+    """Flower's ``RayBackend.terminate``, left out while a signal's stop (KeyboardInterrupt,
+    or the ``SystemExit`` Ray's driver makes of SIGTERM) unwinds in a process that ends
+    at once."""
+    if ENDS_AT_ONCE.is_set() and isinstance(sys.exc_info()[1], (KeyboardInterrupt, SystemExit)):
+        return
+    FLOWER_TERMINATE(self)
+
+
 PATCHES = {"store_message_ins": _store_message_ins, "get_message_ins": _get_message_ins,
            "store_message_res": _store_message_res}
 
@@ -126,5 +147,6 @@ def apply() -> bool:
     for name, method in PATCHES.items():
         setattr(InMemoryLinkState, name, method)
     vce_api.add_messages_to_queue = _add_messages_to_queue
+    RayBackend.terminate = _terminate
     InMemoryGrid.replied = property(_grid_replied)
     return True
